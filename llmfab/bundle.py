@@ -1,0 +1,83 @@
+"""Export one self-contained bundle directory per node, for air-gapped clusters.
+
+A node's bundle holds ``run.sh`` (the offline driver), ``steps/<phase>.sh`` (byte
+for byte the script ``fab`` would send that node over SSH), ``node.env`` (its
+identity and the cluster facts) and ``SHA256SUMS``, which ``run.sh`` checks
+before it changes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .config import ClusterConfig, Node
+from .script import render_phase
+from .shell import render
+from .steps import PHASES
+from .steps.system import identity
+
+BUNDLE_PHASES = ("prep",)
+
+
+@dataclass
+class NodeBundle:
+    node: Node
+    path: Path
+    files: list[str]
+    tarball: Path | None = None
+
+
+def export(config: ClusterConfig, out: Path, tar: bool = False) -> list[NodeBundle]:
+    """Write every node's bundle under OUT (replacing earlier exports of those nodes)."""
+    out.mkdir(parents=True, exist_ok=True)
+    phases = [p for p in BUNDLE_PHASES if p in PHASES]
+    bundles = [_write_node(config, node, out / node.name, phases) for node in config.ranked_nodes()]
+    if tar:
+        for b in bundles:
+            b.tarball = _pack(b)
+    return bundles
+
+
+def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]) -> NodeBundle:
+    staging = root.with_name(f".{root.name}.llmfab-tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "steps").mkdir(parents=True)
+    files = {
+        "run.sh": render(
+            "run.sh.j2", node=node, cluster=config.cluster.name, version=__version__, phases=phases
+        ),
+        "node.env": identity(config, node)["content"],
+    }
+    for phase in phases:
+        files[f"steps/{phase}.sh"] = render_phase(config, node, phase)
+    for name, text in files.items():
+        path = staging / name
+        path.write_text(text)
+        path.chmod(0o755 if name.endswith(".sh") else 0o644)
+    (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / n)}  {n}\n" for n in sorted(files)))
+    # Swap in the finished directory so an interrupted export never leaves half a bundle.
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(staging, root)
+    return NodeBundle(node, root, sorted(files) + ["SHA256SUMS"])
+
+
+def _pack(bundle: NodeBundle) -> Path:
+    tarball = bundle.path.with_name(f"llmfab-{bundle.node.name}.tar.gz")
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(bundle.path, arcname=f"llmfab-{bundle.node.name}")
+    return tarball
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,320 @@
+"""The cluster description: one YAML file, validated before any host is contacted.
+
+pydantic does the type checking; this module adds what a person needs from an
+error: the file, the field (``nodes[1].address``) and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, Problem
+
+CONFIG_ENV = "LLMFAB_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "h20-2x8.yaml"
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+HCA_RE = re.compile(r"^[A-Za-z0-9_]+(:[0-9]+)?$")
+SYSCTL_KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
+SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9 ._:-]{1,128}$")
+UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class Section(BaseModel):
+    """Every config section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ClusterInfo(Section):
+    name: str = Field("cluster", min_length=1, max_length=64)
+    # Name of the head node; defaults to the node whose role is head, else the first node.
+    head: Optional[str] = None
+
+
+class SSHSettings(Section):
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+    identity_file: Optional[str] = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    # Trust-on-first-use: accept and record keys of hosts not yet in known_hosts.
+    accept_new_host_keys: bool = False
+    connect_timeout: int = Field(10, ge=1, le=600)
+    command_timeout: int = Field(3600, ge=10, le=86400)
+    parallel: int = Field(32, ge=1, le=1024)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not UNIX_USER_RE.match(v):
+            raise ValueError("not a valid Unix user name (lowercase letters, digits, '-', '_')")
+        return v
+
+
+class Node(Section):
+    name: str
+    address: str
+    role: Optional[Literal["head", "worker"]] = None
+    user: Optional[str] = None
+    port: Optional[int] = Field(None, ge=1, le=65535)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("node names are lowercase letters, digits and '-', starting with a letter or digit")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            pass
+        if not HOSTNAME_RE.match(v):
+            raise ValueError("not an IP address or DNS name")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: Optional[str]) -> Optional[str]:
+        return SSHSettings._user(v) if v is not None else v
+
+
+class Network(Section):
+    # The interface the nodes reach each other on (GLOO/NCCL_SOCKET_IFNAME).
+    interface: str = "bond0"
+    nccl_ib_hca: list[str] = Field(default_factory=lambda: ["mlx5_0", "mlx5_1", "mlx5_4", "mlx5_5"])
+    # RoCE fabrics need the GID index (often 3); InfiniBand leaves it unset.
+    nccl_ib_gid_index: Optional[int] = Field(None, ge=0, le=255)
+
+    @field_validator("interface")
+    @classmethod
+    def _iface(cls, v: str) -> str:
+        if not IFACE_RE.match(v):
+            raise ValueError("not a network interface name (at most 15 of letters, digits, '_.:-')")
+        return v
+
+    @field_validator("nccl_ib_hca")
+    @classmethod
+    def _hcas(cls, v: list[str]) -> list[str]:
+        bad = [h for h in v if not HCA_RE.match(h)]
+        if bad:
+            raise ValueError(f"not HCA names: {', '.join(bad)} (expected names such as mlx5_0 or mlx5_0:1)")
+        return v
+
+
+class GPU(Section):
+    model: str = "H20"
+    per_node: int = Field(8, ge=1, le=64)
+    memory_gb: int = Field(96, ge=1, le=4096)
+
+
+class System(Section):
+    nofile: int = Field(204800, ge=1024, le=1 << 30)
+    sysctl: dict[str, int | str] = Field(
+        default_factory=lambda: {"net.core.somaxconn": 65535, "net.ipv4.tcp_max_syn_backlog": 65535}
+    )
+    hold_kernel: bool = True
+
+    @field_validator("sysctl")
+    @classmethod
+    def _sysctl(cls, v: dict[str, int | str]) -> dict[str, int | str]:
+        for key, value in v.items():
+            if not SYSCTL_KEY_RE.match(key):
+                raise ValueError(f"{key!r} is not a sysctl key such as net.core.somaxconn")
+            if not SYSCTL_VALUE_RE.match(str(value)):
+                raise ValueError(f"value of {key} must be a number or plain words, got {value!r}")
+        return v
+
+
+class Model(Section):
+    id: str = "deepseek-ai/DeepSeek-R1"
+    path: str = "/mnt/share/deepseek-ai/DeepSeek-R1"
+    served_name: str = Field("DeepSeek-R1", min_length=1, max_length=128)
+    dtype: Literal["fp8", "bf16"] = "fp8"
+    source: Literal["modelscope", "huggingface"] = "modelscope"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        # The runbook's relative `mnt/share/...` resolved against the container's cwd.
+        if not v.startswith("/"):
+            raise ValueError("must be an absolute path (the runbook's relative 'mnt/share/...' is a known defect)")
+        if "\n" in v or "\0" in v:
+            raise ValueError("must not contain newlines or NUL bytes")
+        return v.rstrip("/") or "/"
+
+
+class Engine(Section):
+    name: Literal["vllm", "sglang", "trtllm"] = "vllm"
+    version: Optional[str] = None
+    port: int = Field(40000, ge=1, le=65535)
+    bind: str = "0.0.0.0"
+    # none | generate | the key itself. Stored mode 0600 on the head, never logged.
+    api_key: str = "none"
+    ready_timeout: int = Field(3600, ge=30, le=86400)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ClusterConfig(Section):
+    cluster: ClusterInfo = Field(default_factory=ClusterInfo)
+    ssh: SSHSettings = Field(default_factory=SSHSettings)
+    nodes: list[Node] = Field(min_length=1)
+    network: Network = Field(default_factory=Network)
+    gpu: GPU = Field(default_factory=GPU)
+    system: System = Field(default_factory=System)
+    model: Model = Field(default_factory=Model)
+    engine: Engine = Field(default_factory=Engine)
+
+    # Filled in by load(); not part of the YAML.
+    source: Optional[str] = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _cluster_shape(self) -> "ClusterConfig":
+        names = [n.name for n in self.nodes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate node names: {', '.join(dupes)}")
+        addresses = [n.address for n in self.nodes]
+        dupes = sorted({a for a in addresses if addresses.count(a) > 1})
+        if dupes:
+            raise ValueError(f"duplicate node addresses: {', '.join(dupes)}")
+        heads = [n.name for n in self.nodes if n.role == "head"]
+        if len(heads) > 1:
+            raise ValueError(f"more than one node has role head: {', '.join(heads)}")
+        if self.cluster.head is not None:
+            if self.cluster.head not in names:
+                raise ValueError(f"cluster.head {self.cluster.head!r} is not a node (nodes: {', '.join(names)})")
+            if heads and heads[0] != self.cluster.head:
+                raise ValueError(f"cluster.head is {self.cluster.head!r} but node {heads[0]!r} has role head")
+        return self
+
+    @property
+    def head(self) -> Node:
+        wanted = self.cluster.head or next((n.name for n in self.nodes if n.role == "head"), None)
+        return self.node(wanted) if wanted else self.nodes[0]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def rank(self, node: Node) -> int:
+        """Head is rank 0; workers follow in config order."""
+        others = [n for n in self.nodes if n.name != self.head.name]
+        return 0 if node.name == self.head.name else 1 + others.index(node)
+
+    def ranked_nodes(self) -> list[Node]:
+        return sorted(self.nodes, key=self.rank)
+
+    def role(self, node: Node) -> str:
+        return "head" if node.name == self.head.name else "worker"
+
+
+# Fixes shown under an error, by the last part of the field's path.
+FIXES = {
+    "nodes": "list the cluster's machines under `nodes:`, each with `name:` and `address:`",
+    "address": "give each node an `address:`: its IPv4 address (or DNS name) on the cluster network",
+    "name": "use a short lowercase name such as n1",
+    "head": "set `cluster.head:` to one of the node names, or drop it (the first node is the head)",
+    "interface": "set `network.interface:` to the NIC the nodes talk over, e.g. bond0",
+    "nccl_ib_hca": "list compute HCAs like [mlx5_0, mlx5_1] (see `ibstat`)",
+    "path": "use the absolute model directory, e.g. /mnt/share/deepseek-ai/DeepSeek-R1",
+    "port": "use a TCP port number between 1 and 65535",
+    "user": "use the SSH login name, e.g. root or ubuntu",
+}
+
+
+def load(path: str | os.PathLike | None = None) -> ClusterConfig:
+    """Load and validate a config; the path defaults to $LLMFAB_CONFIG, then configs/h20-2x8.yaml."""
+    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+    try:
+        raw = yaml.safe_load(chosen.read_text())
+    except FileNotFoundError:
+        raise ConfigError(str(chosen), [Problem("", "file not found", f"pass --config PATH or set {CONFIG_ENV}")])
+    except yaml.YAMLError as e:
+        raise ConfigError(str(chosen), [Problem("", f"not valid YAML: {e}", "fix the YAML syntax at the line shown")])
+    return parse(raw, str(chosen))
+
+
+def parse(raw: Any, source: str = "<config>") -> ClusterConfig:
+    """Validate an already-parsed mapping (the YAML document)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [Problem("", "the top level must be a mapping", "start from configs/h20-2x8.yaml")])
+    try:
+        config = ClusterConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(source, [_problem(err, raw) for err in e.errors()]) from None
+    config.source = source
+    return config
+
+
+def _problem(err: dict, raw: dict) -> Problem:
+    loc = err["loc"]
+    field = _dotted(loc)
+    message = err["msg"].removeprefix("Value error, ")
+    last = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+    if err["type"] == "extra_forbidden":
+        parent = _lookup(raw, loc[:-1])
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(last, known, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"known keys here: {', '.join(sorted(known))}"
+        return Problem(field, "unknown key", f"remove it or fix the spelling ({hint})" if parent is not None else hint)
+    if err["type"] == "missing":
+        return Problem(field, "required field is missing", FIXES.get(last, f"add `{last}:`"))
+    if not loc:
+        return Problem("(cluster)", message, _shape_fix(message))
+    return Problem(field, message, FIXES.get(last, "see the comments in configs/h20-2x8.yaml for the expected value"))
+
+
+def _shape_fix(message: str) -> str:
+    if "duplicate" in message:
+        return "give every node a unique name and address"
+    if "head" in message:
+        return FIXES["head"]
+    return "see configs/h20-2x8.yaml"
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _lookup(raw: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    model: Any = ClusterConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        # list[Node] / Optional[X]: unwrap to the model inside.
+        for arg in getattr(model, "__args__", ()) or ():
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    return list(getattr(model, "model_fields", {}).keys())

@@ -1,0 +1,14 @@
+"""Exit statuses, named (httpie's ExitStatus idea): scripts and CI can rely on them."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    SUCCESS = 0
+    # At least one host failed a step or was unreachable.
+    HOST_FAILED = 1
+    # The config (or a command-line value) is invalid; nothing was contacted.
+    CONFIG_INVALID = 2
+    # A preflight or capacity check refused the layout before anything ran.
+    REFUSED = 3
+    INTERRUPTED = 130

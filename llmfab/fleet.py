@@ -1,0 +1,170 @@
+"""Run one phase on many hosts at once, bounded, with honest per-host results.
+
+Fabric's ``fab -H a,b task`` calls the task once per host, one after another,
+and ``ThreadingGroup`` runs the same command everywhere with no bound. A node's
+phase script differs per node (its identity, its rank), so the fan-out is ours:
+a thread pool of at most ``parallel`` workers, each owning one host's Fabric
+connection from connect to recap. One host failing never stops the others.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional, Protocol
+
+import paramiko
+from fabric import Connection
+
+from .config import ClusterConfig, Node
+from .results import HostResult, Status, StepResult, parse_record, step_result
+from .script import render_phase
+from .ssh import SSHOptions, UnknownHostKey, connect, run_script
+
+
+class Progress(Protocol):
+    """What the fleet tells the terminal while it works (see llmfab.output)."""
+
+    def host_started(self, node: Node) -> None: ...
+    def step_started(self, node: Node, step: str) -> None: ...
+    def step_done(self, node: Node, result: StepResult) -> None: ...
+    def host_done(self, result: HostResult) -> None: ...
+
+
+class Fleet:
+    """The hosts of one run, and the bound on how many are worked at once."""
+
+    def __init__(self, config: ClusterConfig, nodes: list[Node], options: SSHOptions, parallel: int, progress: Progress):
+        self.config = config
+        self.nodes = nodes
+        self.options = options
+        self.parallel = max(1, parallel)
+        self.progress = progress
+        self._open: list[Connection] = []
+        self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+
+    def run_phase(self, phase: str, dry_run: bool = False) -> list[HostResult]:
+        """Render PHASE for every node and run it on all of them in parallel."""
+        scripts = {n.name: render_phase(self.config, n, phase) for n in self.nodes}
+        args = ["--dry-run"] if dry_run else []
+        return self.map(lambda node: self._run_on(node, scripts[node.name], args))
+
+    def map(self, job: Callable[[Node], HostResult]) -> list[HostResult]:
+        """Run JOB for each node in the pool; results keep the nodes' order."""
+        workers = min(self.parallel, len(self.nodes))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmfab")
+        futures = [pool.submit(self._guarded, job, node) for node in self.nodes]
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            self.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return [f.result() for f in futures]
+
+    def cancel(self) -> None:
+        """Stop every host's work: closing the SSH session ends the remote script."""
+        self.cancelled.set()
+        with self._lock:
+            for conn in self._open:
+                try:
+                    conn.close()
+                except Exception:  # closing is best effort while interrupted
+                    pass
+
+    def _guarded(self, job: Callable[[Node], HostResult], node: Node) -> HostResult:
+        start = time.monotonic()
+        try:
+            result = job(node)
+        except Exception as e:  # a bug in one host's job must not hide the others' results
+            result = HostResult(node.name, node.address, error=f"internal error: {type(e).__name__}: {e}")
+        result.seconds = time.monotonic() - start
+        self.progress.host_done(result)
+        return result
+
+    def _run_on(self, node: Node, script: str, args: list[str]) -> HostResult:
+        result = HostResult(node.name, node.address)
+        self.progress.host_started(node)
+        conn = self._connect(node, result)
+        if conn is None:
+            return result
+        try:
+            done = run_script(
+                conn, script, args, self.options.sudo_password, self.options.command_timeout,
+                lambda line: self._on_line(node, result, line),
+            )
+            result.commands += 1
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            result.error = "interrupted" if self.cancelled.is_set() else f"connection lost: {e or type(e).__name__}"
+            return result
+        finally:
+            self._close(conn)
+        result.exit_code = done.exit_code
+        result.stderr_tail = done.stderr
+        if done.timed_out:
+            result.error = f"timed out after {self.options.command_timeout}s (ssh.command_timeout)"
+        elif done.exit_code != 0 and not result.count(Status.FAILED):
+            result.error = _explain_exit(done.exit_code, done.stderr)
+        return result
+
+    def open_connection(self, node: Node, result: HostResult) -> Optional[Connection]:
+        """Connect to NODE for a task's own commands; None (and RESULT says why) when unreachable."""
+        return self._connect(node, result)
+
+    def _connect(self, node: Node, result: HostResult) -> Optional[Connection]:
+        if self.cancelled.is_set():
+            result.error, result.unreachable = "interrupted before connecting", True
+            return None
+        try:
+            conn = connect(self.config, node, self.options)
+        except UnknownHostKey as e:
+            result.error = str(e)
+        except paramiko.AuthenticationException as e:
+            result.error = f"SSH authentication failed as {node.user or self.config.ssh.user}: {e}"
+        except (socket.timeout, TimeoutError):
+            result.error = f"no answer within {self.options.connect_timeout}s (ssh.connect_timeout)"
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            result.error = f"cannot connect: {_oneline(e)}"
+        else:
+            with self._lock:
+                self._open.append(conn)
+            return conn
+        result.unreachable = True
+        return None
+
+    def _close(self, conn: Connection) -> None:
+        with self._lock:
+            if conn in self._open:
+                self._open.remove(conn)
+        conn.close()
+
+    def _on_line(self, node: Node, result: HostResult, line: str) -> None:
+        record = parse_record(line)
+        if record is None:
+            return
+        kind, fields = record
+        if kind == "start" and fields:
+            self.progress.step_started(node, fields[0])
+        elif kind == "result":
+            step = step_result(fields)
+            result.steps.append(step)
+            self.progress.step_done(node, step)
+
+
+def _explain_exit(code: int, stderr: str) -> str:
+    if "a password is required" in stderr or "a terminal is required" in stderr:
+        return "sudo needs a password: re-run with --ask-sudo-pass (asked once for all hosts)"
+    if "incorrect password" in stderr or "Sorry, try again" in stderr:
+        return "sudo rejected the password"
+    last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "")
+    return f"script exited with status {code}" + (f": {last.strip()}" if last else "")
+
+
+def _oneline(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return " ".join(text.split())

@@ -1,0 +1,91 @@
+"""Results are data: what each step did on each host, parsed from record lines."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+RECORD = "@@llmfab"
+
+
+class Status(str, Enum):
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: Status
+    message: str
+    tail: str = ""
+
+
+@dataclass
+class HostResult:
+    host: str
+    address: str
+    steps: list[StepResult] = field(default_factory=list)
+    # Set when the host could not be reached or the script died without a record.
+    error: Optional[str] = None
+    unreachable: bool = False
+    exit_code: Optional[int] = None
+    stderr_tail: str = ""
+    seconds: float = 0.0
+    commands: int = 0
+
+    def count(self, status: Status) -> int:
+        return sum(1 for s in self.steps if s.status == status)
+
+    @property
+    def status(self) -> Status:
+        if self.unreachable:
+            return Status.UNREACHABLE
+        if self.error or self.count(Status.FAILED):
+            return Status.FAILED
+        if self.count(Status.CHANGED):
+            return Status.CHANGED
+        return Status.OK
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (Status.FAILED, Status.UNREACHABLE)
+
+    @property
+    def reason(self) -> str:
+        """Why the host failed, in one line."""
+        if self.error:
+            return self.error
+        failed = [s for s in self.steps if s.status == Status.FAILED]
+        return f"{failed[0].step}: {failed[0].message}" if failed else ""
+
+
+def parse_record(line: str) -> Optional[tuple[str, list[str]]]:
+    """Split a record line into (kind, fields); None for ordinary output."""
+    if not line.startswith(RECORD + "\t"):
+        return None
+    parts = line.rstrip("\n").split("\t")
+    return parts[1], parts[2:]
+
+
+def step_result(fields: list[str]) -> StepResult:
+    step, status, message, tail_b64 = (fields + ["", "", "", ""])[:4]
+    try:
+        tail = base64.b64decode(tail_b64).decode(errors="replace") if tail_b64 else ""
+    except (binascii.Error, ValueError):
+        tail = ""
+    try:
+        parsed = Status(status)
+    except ValueError:
+        parsed, message = Status.FAILED, f"unknown status {status!r}: {message}"
+    return StepResult(step, parsed, message, tail)
+
+
+def overall_failed(results: list[HostResult]) -> bool:
+    return any(r.failed for r in results)

@@ -1,0 +1,40 @@
+"""Assemble the one script a node runs for a phase (prep, deploy, ...).
+
+The text returned here is the single definition of what a node does: the SSH
+runner pipes it to ``bash`` on the host, and ``export-bundle`` writes the very
+same bytes into the node's bundle as ``steps/<phase>.sh``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import __version__
+from .config import ClusterConfig, Node
+from .shell import comment, render, words
+from .steps import steps_for
+
+LIBRARY = (Path(__file__).resolve().parent / "lib" / "llmfab.sh").read_text()
+
+HEADER = """\
+#!/usr/bin/env bash
+# llmfab {version}: phase '{phase}' for node {node} of cluster {cluster}.
+# Generated; do not edit. Run: bash {phase}.sh [--dry-run]
+set -Eeuo pipefail
+umask 022
+"""
+
+
+def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
+    """Return the complete bash script that performs PHASE on NODE."""
+    steps = steps_for(phase, config)
+    parts = [
+        HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name)),
+        LIBRARY,
+    ]
+    for step in steps:
+        parts.append(render(step.template, **step.context(config, node)))
+    parts.append(f"LLMFAB_STEPS=({words(s.id for s in steps)})\n")
+    parts.append('llmfab_main "$@"\n')
+    return "\n".join(parts)
+

@@ -1,0 +1,47 @@
+"""Steps: one desired state each, written once as a Jinja2 shell template.
+
+A step's template defines one bash function ``step_<id>`` that probes first and
+changes only what differs (see ``llmfab/lib/llmfab.sh`` for the helpers it may
+call). The same rendered text runs over SSH and inside bundles; this module only
+says which steps exist, what they need from the config, and in what order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..config import ClusterConfig, Node
+
+Context = Callable[[ClusterConfig, Node], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+    template: str
+    context: Context = field(default=lambda config, node: {})
+    # Whether the step belongs in this cluster's plan at all (a config switch).
+    enabled: Callable[[ClusterConfig], bool] = field(default=lambda config: True)
+
+    @property
+    def function(self) -> str:
+        return "step_" + self.id.replace("-", "_")
+
+
+PHASES: dict[str, list[Step]] = {}
+
+
+def register(phase: str, *steps: Step) -> None:
+    """Append steps to a phase; phases run their steps in registration order."""
+    PHASES.setdefault(phase, []).extend(steps)
+
+
+def steps_for(phase: str, config: ClusterConfig) -> list[Step]:
+    if phase not in PHASES:
+        raise KeyError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
+    return [s for s in PHASES[phase] if s.enabled(config)]
+
+
+from . import system  # noqa: E402,F401  (registers the system steps)

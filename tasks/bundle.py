@@ -1,0 +1,40 @@
+"""`fab export-bundle`: standalone bash bundles, one per node, for air-gapped clusters."""
+
+from pathlib import Path
+
+from invoke import task
+
+from llmfab import bundle
+from llmfab.output import console
+from llmfab.session import load_config, reported_errors
+
+from .options import CONFIG
+
+
+@task(
+    name="export-bundle",
+    help={
+        "config": CONFIG,
+        "out": "directory to write the bundles into (default: build/bundles/<cluster name>)",
+        "tar": "also pack one llmfab-<node>.tar.gz per node",
+    },
+)
+def export_bundle(c, config=None, out=None, tar=False):
+    """Render one self-contained bundle per node: copy it over, then `bash run.sh prep`.
+
+    Needs no connection to any node. Each bundle holds run.sh, the same step
+    scripts `fab` runs over SSH, the node's identity and SHA256SUMS, which run.sh
+    verifies before changing anything.
+
+    Example:
+      fab export-bundle --config configs/h20-2x8.yaml --out build/bundles --tar
+    """
+    with reported_errors():
+        cfg = load_config(config)
+        target = Path(out) if out else Path("build/bundles") / cfg.cluster.name
+        written = bundle.export(cfg, target, tar=tar)
+    out_ = console()
+    for b in written:
+        extra = f" + {b.tarball}" if b.tarball else ""
+        out_.print(f"{b.node.name:<8} {cfg.role(b.node):<6} {b.path}/ ({len(b.files)} files){extra}")
+    out_.print(f"[bold]{len(written)} bundle(s)[/bold] in {target}/ — on each node: sudo bash run.sh prep")

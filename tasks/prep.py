@@ -1,0 +1,28 @@
+"""`fab prep`: make every node match the runbook's system preparation."""
+
+from invoke import task
+
+from llmfab.session import open_session, reported_errors
+
+from .options import DRY_RUN, SSH
+
+
+@task(help={**SSH, "dry-run": DRY_RUN})
+def prep(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+    """Prepare nodes: kernel hold, open-file limit, network sysctls (all hosts in parallel).
+
+    Every step probes first and changes only what differs, so a second run
+    reports changed=0. Hosts come from -H (node names or addresses from the
+    config) or, without -H, all nodes of the config.
+
+    Examples:
+      fab -H n1,n2 prep --config configs/h20-2x8.yaml
+      fab prep --dry-run
+    """
+    with reported_errors():
+        session = open_session(
+            c, config, dry_run=dry_run, parallel=int(parallel) if parallel else None,
+            accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass,
+        )
+        results = session.run_phase("prep")
+    session.finish(results, "prep recap" + (" (dry run)" if dry_run else ""))
