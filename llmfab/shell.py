@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import jinja2
 
 PACKAGE = Path(__file__).resolve().parent
-TEMPLATE_ROOTS = [PACKAGE / "steps", PACKAGE / "lib", PACKAGE.parent / "bundles"]
+TEMPLATE_ROOTS = [PACKAGE / "templates", PACKAGE / "lib", PACKAGE.parent / "bundles"]
 
 
 class Raw(str):
