@@ -99,8 +99,10 @@ llmfab__join() {
   paste -sd';' -- "$1" | sed 's/;/; /g'
 }
 
-# llmfab__run_step runs one step function in a subshell with its output captured
-# and prints its record. It returns non-zero when the step failed.
+# llmfab__run_step runs one step function in a subshell with its output captured,
+# prints its record and leaves the step's exit status in LLMFAB_STEP_RC. It must
+# not be called as a condition (`if`, `||`): bash would then ignore `set -e`
+# inside the step.
 llmfab__run_step() {
   local step=$1 fn=$2 rc=0 status message tail_b64=""
   LLMFAB_STEP_DIR="$LLMFAB_WORK/$step"
@@ -138,7 +140,7 @@ llmfab__run_step() {
     message=$(llmfab__join "$LLMFAB_STEP_DIR/ok" 2>/dev/null || true)
   fi
   llmfab__record "$step" "$status" "${message:-nothing to do}" "$tail_b64"
-  return "$rc"
+  LLMFAB_STEP_RC=$rc
 }
 
 # llmfab_run_steps runs the named steps in order; after a failure the rest are
@@ -153,7 +155,8 @@ llmfab_run_steps() {
       llmfab__record "$step" skipped "not run: step $failed failed"
       continue
     fi
-    if ! llmfab__run_step "$step" "step_${step//-/_}"; then
+    llmfab__run_step "$step" "step_${step//-/_}"
+    if ((LLMFAB_STEP_RC != 0)); then
       failed=$step
     fi
   done

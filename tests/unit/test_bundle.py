@@ -1,0 +1,75 @@
+"""export-bundle writes, per node, run.sh plus the very scripts fab sends over SSH."""
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from llmfab import bundle, config
+from llmfab.script import render_phase
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    out = tmp_path_factory.mktemp("bundles")
+    return cfg, out, bundle.export(cfg, out, tar=True)
+
+
+def test_every_node_of_the_config_gets_a_bundle(exported):
+    cfg, out, written = exported
+    assert [b.node.name for b in written] == ["n1", "n2"]
+    for b in written:
+        for name in ("run.sh", "steps/prep.sh", "node.env", "SHA256SUMS"):
+            assert (b.path / name).is_file()
+        assert b.tarball and b.tarball.is_file()
+
+
+def test_a_bundle_runs_the_same_text_as_the_ssh_path(exported):
+    cfg, out, written = exported
+    for b in written:
+        assert (b.path / "steps" / "prep.sh").read_text() == render_phase(cfg, b.node, "prep")
+
+
+def test_sha256sums_lists_every_file_with_its_hash(exported):
+    cfg, out, written = exported
+    b = written[0]
+    lines = (b.path / "SHA256SUMS").read_text().splitlines()
+    listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
+    assert set(listed) == {"run.sh", "steps/prep.sh", "node.env"}
+    for name, digest in listed.items():
+        assert hashlib.sha256((b.path / name).read_bytes()).hexdigest() == digest
+
+
+def test_generated_bash_is_clean_under_shellcheck_and_bash_n(exported):
+    cfg, out, written = exported
+    scripts = [str(p) for b in written for p in (b.path / "run.sh", b.path / "steps" / "prep.sh")]
+    for s in scripts:
+        subprocess.run(["bash", "-n", s], check=True)
+    subprocess.run(["shellcheck", "-S", "warning", *scripts], check=True)
+
+
+def test_run_sh_explains_itself(exported):
+    cfg, out, written = exported
+    help_ = subprocess.run(["bash", str(written[0].path / "run.sh"), "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and "prep" in help_.stdout and "--dry-run" in help_.stdout
+
+
+def test_run_sh_stops_on_a_tampered_file_and_names_it(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (b, _) = bundle.export(cfg, tmp_path)
+    prep = b.path / "steps" / "prep.sh"
+    prep.write_text(prep.read_text().replace("65535", "65536", 1))
+    out = subprocess.run(["bash", str(b.path / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 3
+    assert "steps/prep.sh: FAILED" in out.stderr
+
+
+def test_run_sh_refuses_another_node(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (b, _) = bundle.export(cfg, tmp_path)
+    out = subprocess.run(["bash", str(b.path / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 4 and "this machine is not n1" in out.stderr
