@@ -139,6 +139,99 @@ class System(Section):
         return v
 
 
+VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}$")
+URL_RE = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$")
+
+
+def _version(v: str) -> str:
+    if not VERSION_RE.match(v):
+        raise ValueError("expected a dotted version such as 550.54.14")
+    return v
+
+
+def _url(v: Optional[str]) -> Optional[str]:
+    if v is not None and not URL_RE.match(v):
+        raise ValueError("expected an http(s):// or file:// URL")
+    return v
+
+
+class Nvidia(Section):
+    driver_version: str = "550.54.14"
+    cuda_version: str = "12.4.0"
+    # Replacing a different installed driver is never silent (prep --upgrade-driver).
+    upgrade_driver: bool = False
+    # Default: NVIDIA's local installer for cuda_version + driver_version.
+    installer_url: Optional[str] = None
+    installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
+    fabricmanager: bool = True
+    peermem: bool = True
+    nvitop: bool = True
+
+    _v = field_validator("driver_version", "cuda_version")(classmethod(lambda cls, v: _version(v)))
+    _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+
+    @property
+    def driver_branch(self) -> str:
+        return self.driver_version.split(".")[0]
+
+    @property
+    def cuda_short(self) -> str:
+        return ".".join(self.cuda_version.split(".")[:2])
+
+    @property
+    def installer_name(self) -> str:
+        return f"cuda_{self.cuda_version}_{self.driver_version}_linux.run"
+
+    @property
+    def installer(self) -> str:
+        return self.installer_url or (
+            f"https://developer.download.nvidia.com/compute/cuda/{self.cuda_version}/local_installers/{self.installer_name}"
+        )
+
+
+class Docker(Section):
+    enabled: bool = True
+    packages: list[str] = Field(
+        default_factory=lambda: ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
+    )
+    container_toolkit: bool = True
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: list[str]) -> list[str]:
+        bad = [p for p in v if not re.match(r"^[a-z0-9][a-z0-9.+-]+$", p)]
+        if bad:
+            raise ValueError(f"not Debian package names: {', '.join(bad)}")
+        return v
+
+
+class Miniconda(Section):
+    enabled: bool = False
+    prefix: str = "/opt/miniconda3"
+    installer_url: str = "https://repo.anaconda.com/miniconda/Miniconda3-latest-Linux-x86_64.sh"
+    # default: the installer's own channels; tsinghua / aliyun: the runbook's mirrors.
+    channels: Literal["default", "tsinghua", "aliyun"] = "default"
+    shell: Literal["bash", "zsh"] = "bash"
+
+    _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9._/-]+$", v):
+            raise ValueError("must be an absolute path of letters, digits and ._-/")
+        return v.rstrip("/")
+
+
+class Mirrors(Section):
+    # A Debian/Ubuntu archive mirror, e.g. https://mirrors.tuna.tsinghua.edu.cn/ubuntu
+    apt: Optional[str] = None
+    # A PyPI simple index, e.g. https://pypi.tuna.tsinghua.edu.cn/simple
+    pip: Optional[str] = None
+
+    _u = field_validator("apt", "pip")(classmethod(lambda cls, v: _url(v)))
+
+
 class Model(Section):
     id: str = "deepseek-ai/DeepSeek-R1"
     path: str = "/mnt/share/deepseek-ai/DeepSeek-R1"
@@ -175,6 +268,10 @@ class ClusterConfig(Section):
     network: Network = Field(default_factory=Network)
     gpu: GPU = Field(default_factory=GPU)
     system: System = Field(default_factory=System)
+    nvidia: Nvidia = Field(default_factory=Nvidia)
+    docker: Docker = Field(default_factory=Docker)
+    miniconda: Miniconda = Field(default_factory=Miniconda)
+    mirrors: Mirrors = Field(default_factory=Mirrors)
     model: Model = Field(default_factory=Model)
     engine: Engine = Field(default_factory=Engine)
 

@@ -150,6 +150,8 @@ class Fleet:
         kind, fields = record
         if kind == "start" and fields:
             self.progress.step_started(node, fields[0])
+        elif kind == "reboot" and len(fields) >= 2:
+            result.reboots.append((fields[0], fields[1]))
         elif kind == "result":
             step = step_result(fields)
             result.steps.append(step)

@@ -99,6 +99,9 @@ def recap(out: Console, results: list[HostResult], title: str, dry_run: bool = F
         if r.error and r.stderr_tail.strip():
             for line in r.stderr_tail.rstrip().splitlines()[-10:]:
                 out.print(Text(f"    {line}"))
+    for r in results:
+        for step, reason in r.reboots:
+            out.print(Text(f"{r.host}: REBOOT REQUIRED ({step}): {reason}", style="bold yellow"))
     failed = [r.host for r in results if r.failed]
     totals = {s: sum(r.count(s) for r in results) for s in (Status.OK, Status.CHANGED, Status.FAILED)}
     summary = f"{len(results)} host(s): ok={totals[Status.OK]} {changed.replace(' ', '_')}={totals[Status.CHANGED]} failed={totals[Status.FAILED]}"

@@ -39,6 +39,8 @@ class HostResult:
     stderr_tail: str = ""
     seconds: float = 0.0
     commands: int = 0
+    # Steps that need a reboot before they can finish: (step, reason).
+    reboots: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, status: Status) -> int:
         return sum(1 for s in self.steps if s.status == status)

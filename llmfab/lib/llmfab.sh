@@ -86,6 +86,145 @@ llmfab_have() {
   command -v "$1" >/dev/null 2>&1
 }
 
+# llmfab_reboot records that the node must reboot before this step can finish.
+llmfab_reboot() {
+  printf '%s\n' "$*" >>"$LLMFAB_STEP_DIR/reboot"
+  if [[ $LLMFAB_DRY_RUN != 1 ]]; then
+    mkdir -p /var/run && printf '*** System restart required (llmfab) ***\n' >/var/run/reboot-required
+  fi
+}
+
+# llmfab_os sets OS_ID, OS_VERSION and OS_CODENAME from /etc/os-release.
+llmfab_os() {
+  OS_ID=$(. /etc/os-release && printf '%s' "${ID:-unknown}")
+  OS_VERSION=$(. /etc/os-release && printf '%s' "${VERSION_ID:-unknown}")
+  OS_CODENAME=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-unknown}")
+  # NVIDIA names its repositories ubuntu2204, ubuntu2404, debian12.
+  OS_REPO="$OS_ID${OS_VERSION//./}"
+}
+
+# llmfab_pkg_version prints the installed version of package $1, or nothing.
+llmfab_pkg_version() {
+  { dpkg-query -W -f='${db:Status-Abbrev}|${Version}\n' "$1" 2>/dev/null || true; } | awk -F'|' '$1 ~ /^.i/ {print $2}'
+}
+
+# llmfab_apt_install GROUP PKG[=VERSION]... installs what is missing or of another
+# version: from the bundle's debs/GROUP/ when LLMFAB_ARTIFACTS is set, else from apt.
+llmfab_apt_install() {
+  local group=$1 spec name want have
+  shift
+  local -a missing=()
+  for spec in "$@"; do
+    name=${spec%%=*}
+    want=""
+    [[ $spec == *=* ]] && want=${spec#*=}
+    have=$(llmfab_pkg_version "$name")
+    if [[ -z $have || ( -n $want && $have != "$want" ) ]]; then
+      missing+=("$spec")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    llmfab_ok "installed: $*"
+    return 0
+  fi
+  if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
+    llmfab_do "install ${missing[*]} from the bundle" llmfab__apt_offline "$group"
+  else
+    llmfab_do "install ${missing[*]}" llmfab__apt_online "${missing[@]}"
+  fi
+}
+
+# llmfab__apt_online installs packages from the configured apt repositories.
+llmfab__apt_online() {
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
+}
+
+# llmfab__apt_offline installs a bundle's package group (the .debs and their dependencies).
+llmfab__apt_offline() {
+  local -a debs=("$LLMFAB_ARTIFACTS/debs/$1"/*.deb)
+  [[ -e ${debs[0]} ]] || llmfab_fail "the bundle has no packages in debs/$1/: re-export it after fab fetch-artifacts"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${debs[@]}"
+}
+
+# llmfab_hold holds packages with apt-mark so upgrades leave them alone.
+llmfab_hold() {
+  local held pkg
+  local -a missing=()
+  held=$(apt-mark showhold 2>/dev/null || true)
+  for pkg in "$@"; do
+    grep -qxF -- "$pkg" <<<"$held" || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    llmfab_ok "held: $*"
+    return 0
+  fi
+  llmfab_do "hold ${missing[*]}" apt-mark hold "${missing[@]}"
+}
+
+# llmfab_service makes a systemd unit enabled and active, and checks it stays up.
+llmfab_service() {
+  local unit=$1
+  if ! systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+    llmfab_do "enable $unit" systemctl enable "$unit"
+  fi
+  if ! systemctl is-active --quiet "$unit" 2>/dev/null; then
+    llmfab_do "start $unit" systemctl start "$unit"
+    if [[ $LLMFAB_DRY_RUN != 1 ]] && ! systemctl is-active --quiet "$unit"; then
+      systemctl status --no-pager "$unit" || true
+      llmfab_fail "$unit did not stay active (see: journalctl -u $unit)"
+    fi
+  else
+    llmfab_ok "$unit is active"
+  fi
+}
+
+# llmfab_fetch prints the local path of artifact NAME: the bundle's copy when
+# LLMFAB_ARTIFACTS is set, else a (resumable) download of URL into /var/cache/llmfab.
+# A given SHA256 is checked either way.
+llmfab_fetch() {
+  local url=$1 sha=$2 name=$3 path
+  if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
+    path=$LLMFAB_ARTIFACTS/files/$name
+    [[ -f $path ]] || llmfab_fail "artifact $name is missing from the bundle (files/$name)"
+  else
+    path=/var/cache/llmfab/$name
+    mkdir -p /var/cache/llmfab
+    if [[ ! -s $path ]]; then
+      curl -fsSL --retry 3 --connect-timeout 20 -C - -o "$path.part" "$url" >&2 \
+        || llmfab_fail "download of $url failed (network? mirror? an air-gapped site needs the bundle)"
+      mv -f "$path.part" "$path"
+    fi
+  fi
+  if [[ -n $sha ]] && ! printf '%s  %s\n' "$sha" "$path" | sha256sum -c --quiet - >&2; then
+    llmfab_fail "checksum mismatch for $name (expected $sha)"
+  fi
+  printf '%s\n' "$path"
+}
+
+# llmfab_apt_repo NAME KEY_URL LINE keeps an apt repository with its own keyring
+# (signed-by, not the deprecated apt-key) and refreshes apt only when it changed.
+llmfab_apt_repo() {
+  local name=$1 key_url=$2 line=$3 keyring list key
+  keyring=/etc/apt/keyrings/$name.asc
+  list=/etc/apt/sources.list.d/$name.list
+  if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
+    llmfab_ok "offline: packages come from the bundle, no $name repository"
+    return 0
+  fi
+  if [[ ! -s $keyring ]]; then
+    if [[ $LLMFAB_DRY_RUN == 1 ]]; then
+      llmfab_do "download the $name signing key to $keyring" true
+    else
+      key=$(llmfab_fetch "$key_url" "" "$name.asc")
+      llmfab_file "$keyring" 0644 <"$key"
+    fi
+  fi
+  printf '%s\n' "${line//@KEYRING@/$keyring}" | llmfab_file "$list" 0644
+}
+
 # llmfab__record prints one result line for the runner (or run.sh) to read.
 llmfab__record() {
   local step=$1 status=$2 message=$3 tail_b64=${4:-}
@@ -96,7 +235,7 @@ llmfab__record() {
 
 # llmfab__join joins the lines of FILE with "; ".
 llmfab__join() {
-  paste -sd';' -- "$1" | sed 's/;/; /g'
+  awk 'NR > 1 { printf "; " } { printf "%s", $0 }' "$1"
 }
 
 # llmfab__run_step runs one step function in a subshell with its output captured,
@@ -116,6 +255,9 @@ llmfab__run_step() {
   ) >"$LLMFAB_STEP_DIR/log" 2>&1
   rc=$?
   set -e
+  if [[ -s $LLMFAB_STEP_DIR/reboot ]]; then
+    printf '@@llmfab\treboot\t%s\t%s\n' "$step" "$(llmfab__join "$LLMFAB_STEP_DIR/reboot")"
+  fi
   if [[ -n ${LLMFAB_LOG:-} ]]; then
     sed "s/^/[$step] /" "$LLMFAB_STEP_DIR/log" >>"$LLMFAB_LOG" || true
   fi

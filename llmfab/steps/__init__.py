@@ -44,4 +44,5 @@ def steps_for(phase: str, config: ClusterConfig) -> list[Step]:
     return [s for s in PHASES[phase] if s.enabled(config)]
 
 
-from . import system  # noqa: E402,F401  (registers the system steps)
+# Registration order is run order: the OS check and system tuning come first.
+from . import system, mirrors, nvidia, docker, conda  # noqa: E402,F401

@@ -49,8 +49,11 @@ def sysctl(config: ClusterConfig, node: Node) -> dict:
     }
 
 
+SUPPORTED_OS = "Ubuntu 22.04, Ubuntu 24.04, Debian 12"
+
 register(
     "prep",
+    Step("os-check", "refuse an unsupported OS", "system/os_check.sh.j2", lambda c, n: {"supported": SUPPORTED_OS}),
     Step("node-identity", "record the node's identity and cluster facts", "system/identity.sh.j2", identity),
     Step(
         "kernel-hold",
