@@ -57,7 +57,9 @@ def test_a_hostile_model_path_stays_quoted_data_in_the_script(cluster):
 
 def test_dry_run_reports_each_step_and_changes_nothing(cluster, tmp_path):
     results = run_script(render_phase(cluster, cluster.nodes[0], "prep"), tmp_path, "--dry-run")
-    assert [r.step for r in results] == ["node-identity", "kernel-hold", "nofile-limit", "sysctl-net"]
+    steps = [r.step for r in results]
+    assert steps[:5] == ["os-check", "node-identity", "kernel-hold", "nofile-limit", "sysctl-net"]
+    assert {"nvidia-driver", "fabric-manager", "docker", "container-toolkit", "gpudirect-rdma"} <= set(steps)
     by_step = {r.step: r for r in results}
     assert by_step["nofile-limit"].message.startswith("would create /etc/security/limits.d/")
     assert not os.path.exists("/etc/llmfab/node.env")
