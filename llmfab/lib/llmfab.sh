@@ -103,6 +103,18 @@ llmfab_os() {
   OS_REPO="$OS_ID${OS_VERSION//./}"
 }
 
+# llmfab_driver_version prints the loaded NVIDIA driver's version, or nothing.
+# nvidia-smi prints its failures ("couldn't communicate with the NVIDIA driver")
+# on stdout, so only a successful run that printed a version counts.
+llmfab_driver_version() {
+  local out
+  out=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null) || return 0
+  out=$(head -n 1 <<<"$out" | tr -d '[:space:]')
+  if [[ $out =~ ^[0-9]+(\.[0-9]+)+$ ]]; then
+    printf '%s\n' "$out"
+  fi
+}
+
 # llmfab_pkg_version prints the installed version of package $1, or nothing.
 llmfab_pkg_version() {
   { dpkg-query -W -f='${db:Status-Abbrev}|${Version}\n' "$1" 2>/dev/null || true; } | awk -F'|' '$1 ~ /^.i/ {print $2}'
