@@ -1,0 +1,220 @@
+"""TensorRT-LLM profile and launch rendering (NGC release image).
+
+One MPI world spans both nodes: each node runs a container with ``sshd`` on a
+spare port (``--network host --ipc host --ulimit memlock=-1``), the head runs
+``mpirun -H n1:8,n2:8 -np 16 ... trtllm-llmapi-launch trtllm-serve MODEL
+--tp_size 16 --ep_size 16 --extra_llm_api_options FILE``. The extra-options
+YAML (attention DP, FP8 KV cache, optional MTP) is rendered here too; the task
+layer writes it to ``config_dir`` on every node.
+
+Version note: 1.0.0 takes the YAML through ``--extra_llm_api_options``; later
+serve.py copies declare ``--config`` with ``--extra_llm_api_options`` as an
+alias (the 1.3.0rc11 DeepSeek example uses ``--config``). A newer profile
+should switch ``CONFIG_FLAG``.
+
+Sources: the PyPI ``tensorrt-llm`` packages are stubs that fetch from NVIDIA's
+own index, so no wheel could be read. Flags were read from a copy of
+``tensorrt_llm/commands/serve.py`` of the 1.0 line held in the search index
+(its commit could not be tied to the v1.0.0 tag) and cross-checked with
+NVIDIA's published 1.0.0 documentation and the 0.20.0 DeepSeek-R1 example,
+which use the same names.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import yaml
+
+from llmfab.engines.launch import (Launch, NodeInfo, Step, check_launch, docker_run,
+                                   fabric_env, logged, require)
+from llmfab.engines.profile import (EngineConfigError, EngineProfile, Flag, Readiness,
+                                    coerce_options, flag_table, render_flags)
+
+_SERVE = ("NVIDIA/TensorRT-LLM@v1.0.0:tensorrt_llm/commands/serve.py (1.0-line copy in the "
+          "search index, commit not tied to the tag; same names in docs 1.0.0 and the 0.20.0 "
+          "example examples/serve/deepseek_r1_reasoning_parser.sh)")
+_YAML = ("NVIDIA/TensorRT-LLM examples: deepseek_r1_reasoning_parser.sh config.yml "
+         "(enable_attention_dp, kv_cache_config.dtype) and the DeepSeek-R1 MTP blog "
+         "(speculative_config.decoding_type MTP); not read from llmapi/llm_args.py at the tag")
+CONFIG_FLAG = "--extra_llm_api_options"
+SSH_KEY = "id_ed25519"
+
+
+def _f(name: str, type_: str, **kw: Any) -> Flag:
+    return Flag(name, type_, _SERVE, **kw)
+
+
+def _y(name: str, type_: str, **kw: Any) -> Flag:
+    return Flag(name, type_, _YAML, **kw)
+
+
+TRTLLM_1_0_0 = EngineProfile(
+    engine="trtllm", version="1.0.0", image="nvcr.io/nvidia/tensorrt-llm/release:1.0.0",
+    digest=None,
+    image_source="NVIDIA docs for 1.0.0 (commands/trtllm-serve/run-benchmark-with-trtllm-serve) "
+                 "and NeMo Evaluator use this tag; no digest could be verified from here",
+    cuda_requires="12.9", min_driver="575.51.03",
+    cuda_source="TRT-LLM 1.0 builds on the 25.06 NGC stack (CUDA 12.9; the Triton TRT-LLM "
+                "backend Dockerfile of that release pins NVRTC 12.9.86); NGC images carry "
+                "forward-compat libraries for data-center GPUs on older LTS drivers",
+    launch_pattern="mpi", readiness=Readiness(
+        health_path="/health", models_path="/v1/models", info_path="/version",
+        budget_s=3600, note="/v1/models lists the model path: 1.0.0 has no --served_model_name"),
+    flags=flag_table(
+        _f("--host", "str", managed=True, note="bind_host"),
+        _f("--port", "int", managed=True, note="port"),
+        _f("--gpus_per_node", "int", managed=True, note="gpus_per_node"),
+        _f(CONFIG_FLAG, "str", managed=True, note="rendered from the config-file keys"),
+        _f("--backend", "choice", choices=("pytorch", "tensorrt", "_autodeploy")),
+        _f("--tp_size", "int"),
+        _f("--pp_size", "int"),
+        _f("--ep_size", "int"),
+        _f("--max_batch_size", "int"),
+        _f("--max_num_tokens", "int"),
+        _f("--max_seq_len", "int"),
+        _f("--kv_cache_free_gpu_memory_fraction", "float"),
+        _f("--trust_remote_code", "bool"),
+        _f("--num_postprocess_workers", "int"),
+        _f("--reasoning_parser", "choice", choices=("deepseek-r1",)),
+    ),
+    config_keys=flag_table(
+        _y("enable_attention_dp", "bool", note="enable_attention_dp"),
+        _y("kv_cache_dtype", "choice", choices=("auto", "fp8"), note="kv_cache_config.dtype"),
+        _y("mtp_layers", "int", note="speculative_config: {decoding_type: MTP, "
+                                     "num_nextn_predict_layers: N}; 0 = off"),
+    ),
+    api_key_flag=None, api_key_env=None,
+    removed={"served_model_name": "1.0.0 has no --served_model_name; clients use the model path",
+             "config": "1.0.0 takes the YAML via --extra_llm_api_options (rendered by llmfab)"},
+    unverified=("--served_model_name", "--config", "an API key option"),
+    notes=("no API key option verified for trtllm-serve 1.0.0: llmfab refuses api_key_file for "
+           "this profile rather than serve an open port silently",),
+)
+
+PROFILES = {TRTLLM_1_0_0.version: TRTLLM_1_0_0}
+
+
+def default_options(profile: EngineProfile) -> dict[str, Any]:
+    """DeepSeek-R1 native FP8 on 2 x 8 H20: TP16/EP16, attention DP, FP8 KV cache, no MTP."""
+    return {"backend": "pytorch", "tp_size": 16, "ep_size": 16, "pp_size": 1,
+            "max_batch_size": 64, "max_num_tokens": 8192, "max_seq_len": 65536,
+            "kv_cache_free_gpu_memory_fraction": 0.85, "trust_remote_code": True,
+            "enable_attention_dp": True, "kv_cache_dtype": "fp8", "mtp_layers": 0}
+
+
+def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
+    """Refuse tp_size x pp_size other than the GPU count, or an ep_size that does not divide tp."""
+    total = nodes * gpus_per_node
+    tp = int(options.get("tp_size") or 1)
+    pp = int(options.get("pp_size") or 1)
+    ep = int(options.get("ep_size") or 1)
+    errors = []
+    if tp * pp != total:
+        errors.append(f"TensorRT-LLM: tp_size x pp_size = {tp} x {pp}, but the MPI world has "
+                      f"{nodes} x {gpus_per_node} = {total} ranks; set tp_size: {total}")
+    if ep < 1 or tp % ep:
+        errors.append(f"TensorRT-LLM: ep_size {ep} must divide tp_size {tp}")
+    return errors
+
+
+def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
+    errors = check_launch(launch)
+    if launch.api_key_file:
+        errors.append(f"trtllm {profile.version}: no API key option was verified for "
+                      f"trtllm-serve; unset api_key_file and put an authenticating proxy "
+                      f"in front of port {launch.port}")
+    try:
+        opts = coerce_options(profile, launch.options)
+    except EngineConfigError as exc:
+        errors += exc.errors
+        opts = {}
+    if opts:
+        errors += check_parallelism(opts, len(launch.nodes), launch.gpus_per_node)
+    require(errors)
+    return opts
+
+
+def config_path(launch: Launch) -> str:
+    """Where the extra-options YAML lives on every node (and in every container)."""
+    return f"{launch.config_dir}/extra-llm-api-options.yml"
+
+
+def extra_options_yaml(profile: EngineProfile, launch: Launch) -> str:
+    """The extra LLM API options file for this launch, as YAML text."""
+    opts = _prepare(profile, launch)
+    doc: dict[str, Any] = {}
+    if opts.get("enable_attention_dp"):
+        doc["enable_attention_dp"] = True
+    if opts.get("kv_cache_dtype", "auto") != "auto":
+        doc["kv_cache_config"] = {"dtype": opts["kv_cache_dtype"]}
+    if int(opts.get("mtp_layers") or 0) > 0:
+        doc["speculative_config"] = {"decoding_type": "MTP",
+                                     "num_nextn_predict_layers": int(opts["mtp_layers"])}
+    return "# rendered by llmfab for trtllm-serve " + profile.version + "\n" + \
+        yaml.safe_dump(doc, sort_keys=True, default_flow_style=False)
+
+
+def serve_command(profile: EngineProfile, launch: Launch) -> list[str]:
+    """``trtllm-serve`` argv run by every MPI rank through ``trtllm-llmapi-launch``."""
+    opts = _prepare(profile, launch)
+    managed = {"host": launch.bind_host, "port": launch.port,
+               "gpus_per_node": launch.gpus_per_node,
+               CONFIG_FLAG.lstrip("-"): config_path(launch)}
+    return ["trtllm-serve", launch.model_path, *render_flags(profile, managed),
+            *render_flags(profile, opts)]
+
+
+def _ssh_args(launch: Launch) -> str:
+    return (f"-p {launch.sshd_port} -i {launch.ssh_dir}/{SSH_KEY} -o StrictHostKeyChecking=no "
+            f"-o UserKnownHostsFile=/dev/null -o BatchMode=yes")
+
+
+def mpirun_command(profile: EngineProfile, launch: Launch) -> list[str]:
+    """``mpirun`` on the head: one rank per GPU, fabric env forwarded to remote ranks."""
+    hosts = ",".join(f"{n.address}:{launch.gpus_per_node}" for n in launch.ordered())
+    argv = ["mpirun", "--allow-run-as-root", "-H", hosts, "-np", str(launch.total_gpus),
+            "--bind-to", "none", "--mca", "plm_rsh_args", _ssh_args(launch),
+            "--mca", "btl_tcp_if_include", launch.interface,
+            "--mca", "oob_tcp_if_include", launch.interface, "-x", "PATH", "-x", "LD_LIBRARY_PATH"]
+    for key, value in fabric_env(launch, launch.head).items():
+        argv += ["-x", f"{key}={value}"]
+    return argv + ["trtllm-llmapi-launch", *serve_command(profile, launch)]
+
+
+def _mounts(launch: Launch) -> list[tuple[str, str, str]]:
+    return [(launch.model_path, launch.model_path, "ro"), (launch.log_dir, launch.log_dir, "rw"),
+            (launch.config_dir, launch.config_dir, "ro"), (launch.ssh_dir, launch.ssh_dir, "ro")]
+
+
+def container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
+    """``docker run`` of one node's container: sshd on ``sshd_port`` for mpirun, keys only."""
+    _prepare(profile, launch)
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(launch.sshd_port),
+            "-o", "PasswordAuthentication=no", "-o", "PermitRootLogin=prohibit-password",
+            "-o", f"AuthorizedKeysFile={launch.ssh_dir}/authorized_keys",
+            "-o", "StrictModes=no"]
+    payload = logged(sshd, f"{launch.log_dir}/sshd-rank{node.rank}.log",
+                     ["mkdir -p /run/sshd", "ssh-keygen -A >/dev/null"])
+    return docker_run(profile, launch, node, payload, fabric_env(launch, node), _mounts(launch),
+                      extra=["--ulimit", "stack=67108864"])
+
+
+def serve_exec_argv(profile: EngineProfile, launch: Launch) -> list[str]:
+    """``docker exec -d`` on the head: mpirun the server, logging to a file."""
+    payload = logged(mpirun_command(profile, launch), f"{launch.log_dir}/trtllm-serve.log")
+    return ["docker", "exec", "-d", launch.container_name, "bash", "-c", payload]
+
+
+def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
+    """Containers with sshd (head first), then mpirun on the head."""
+    steps = [Step(n.name, f"start TensorRT-LLM container rank {n.rank} (sshd :{launch.sshd_port})",
+                  container_argv(profile, launch, n),
+                  wait=f"{n.address}:{launch.sshd_port} accepts ssh from the head")
+             for n in launch.ordered()]
+    steps.append(Step(launch.head.name, "mpirun trtllm-serve on the head",
+                      serve_exec_argv(profile, launch),
+                      wait=f"{profile.health_path} is 200; write {shlex.quote(config_path(launch))} "
+                           f"on every node first"))
+    return steps

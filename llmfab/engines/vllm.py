@@ -1,0 +1,281 @@
+"""vLLM profiles and launch rendering.
+
+v0.8.5 (the runbook's pin) runs multi-node through Ray, as in vLLM's
+``examples/online_serving/run_cluster.sh``: one container per node running
+``ray start --block``, then ``vllm serve`` on the head via ``docker exec``.
+v0.33.0 no longer lists Ray among its requirements; it spans nodes with its
+own multiprocessing backend: ``vllm serve`` on every node with ``--nnodes``,
+``--node-rank``, ``--master-addr``/``--master-port``; non-head nodes add
+``--headless``.
+
+Flag sources were read from the release wheels on PyPI (their files are the
+tagged source files): ``vllm-0.8.5`` and ``vllm-0.33.0`` (commit g4ba787ec9).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmfab.engines.launch import (Launch, NodeInfo, Step, base_mounts, check_launch,
+                                   docker_run, fabric_env, key_prelude, logged, require)
+from llmfab.engines.profile import (EngineProfile, Flag, Readiness, coerce_options,
+                                    flag_table, render_flags)
+
+_AU = "vllm/engine/arg_utils.py"
+_CA085 = "vllm/entrypoints/openai/cli_args.py"
+_FE033 = "vllm/entrypoints/common/cli_args.py"
+_BACKENDS = ("ray", "mp", "uni", "external_launcher")
+_DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
+
+
+def _s(tag: str, path: str, line: int) -> str:
+    return f"vllm-project/vllm@{tag}:{path}#L{line}"
+
+
+def _f(tag: str, name: str, type_: str, path: str, line: int, **kw: Any) -> Flag:
+    return Flag(name, type_, _s(tag, path, line), **kw)
+
+
+def _flags_085() -> dict[str, Flag]:
+    t = "v0.8.5"
+    return flag_table(
+        _f(t, "--served-model-name", "str", _AU, 764, managed=True, note="served_name"),
+        _f(t, "--host", "str", _CA085, 81, managed=True, note="bind_host"),
+        _f(t, "--port", "int", _CA085, 85, managed=True, note="port"),
+        _f(t, "--api-key", "str", _CA085, 110, managed=True,
+           note="api_key_file (read into VLLM_API_KEY, vllm/envs.py#L278)"),
+        _f(t, "--distributed-executor-backend", "choice", _AU, 527, choices=_BACKENDS,
+           managed=True, note="ray for this version"),
+        _f(t, "--tensor-parallel-size", "int", _AU, 533),
+        _f(t, "--pipeline-parallel-size", "int", _AU, 530),
+        _f(t, "--data-parallel-size", "int", _AU, 535),
+        _f(t, "--enable-expert-parallel", "bool", _AU, 537),
+        _f(t, "--trust-remote-code", "bool", _AU, 428),
+        _f(t, "--max-model-len", "int", _AU, 476),
+        _f(t, "--gpu-memory-utilization", "float", _AU, 557),
+        _f(t, "--quantization", "str", _AU, 600),
+        _f(t, "--dtype", "choice", _AU, 461, choices=_DTYPES),
+        _f(t, "--kv-cache-dtype", "choice", _AU, 560,
+           choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2")),
+        _f(t, "--block-size", "choice", _AU, 556, choices=(1, 8, 16, 32, 64, 128)),
+        _f(t, "--swap-space", "float", _AU, 559),
+        _f(t, "--seed", "int", _AU, 586),
+        _f(t, "--enable-chunked-prefill", "bool", _AU, 851),
+        _f(t, "--max-num-batched-tokens", "int", _AU, 824),
+        _f(t, "--max-num-seqs", "int", _AU, 827),
+        _f(t, "--enable-prefix-caching", "bool", _AU, 564),
+        _f(t, "--enforce-eager", "bool", _AU, 639),
+        _f(t, "--max-seq-len-to-capture", "int", _AU, 644),
+        _f(t, "--disable-custom-all-reduce", "bool", _AU, 546),
+        _f(t, "--max-parallel-loading-workers", "int", _AU, 540),
+        _f(t, "--speculative-config", "json", _AU, 748),
+        _f(t, "--enable-reasoning", "bool", _AU, 947),
+        _f(t, "--reasoning-parser", "choice", _AU, 495, choices=("deepseek_r1", "granite")),
+        _f(t, "--generation-config", "str", _AU, 909),
+        _f(t, "--disable-log-requests", "bool", _AU, 1641),
+        _f(t, "--disable-log-stats", "bool", _AU, 596),
+        _f(t, "--max-log-len", "int", _CA085, 245),
+        _f(t, "--uvicorn-log-level", "choice", _CA085, 86,
+           choices=("debug", "info", "warning", "error", "critical", "trace")),
+        _f(t, "--disable-uvicorn-access-log", "bool", _CA085, 92),
+        _f(t, "--enable-auto-tool-choice", "bool", _CA085, 215),
+        _f(t, "--tool-call-parser", "str", _CA085, 223),
+    )
+
+
+def _flags_033() -> dict[str, Flag]:
+    t = "v0.33.0"
+    return flag_table(
+        _f(t, "--served-model-name", "str", _AU, 1030, managed=True, note="served_name"),
+        _f(t, "--host", "str", _FE033, 293, managed=True, note="bind_host"),
+        _f(t, "--port", "int", _FE033, 295, managed=True, note="port"),
+        _f(t, "--api-key", "str", _FE033, 335, managed=True,
+           note="api_key_file (read into VLLM_API_KEY, vllm/envs.py#L829)"),
+        _f(t, "--distributed-executor-backend", "choice", _AU, 1166, choices=_BACKENDS,
+           managed=True, note="mp for this version"),
+        _f(t, "--nnodes", "int", _AU, 1177, managed=True, note="len(nodes)"),
+        _f(t, "--node-rank", "int", _AU, 1178, managed=True, note="node rank"),
+        _f(t, "--master-addr", "str", _AU, 1175, managed=True, note="head address"),
+        _f(t, "--master-port", "int", _AU, 1176, managed=True, note="dist_port"),
+        _f(t, "--headless", "bool", _FE033, 444, managed=True, note="non-head nodes"),
+        _f(t, "--tensor-parallel-size", "int", _AU, 1208),
+        _f(t, "--pipeline-parallel-size", "int", _AU, 1170),
+        _f(t, "--data-parallel-size", "int", _AU, 1240),
+        _f(t, "--enable-expert-parallel", "bool", _AU, 1304),
+        _f(t, "--distributed-timeout-seconds", "int", _AU, 1179),
+        _f(t, "--trust-remote-code", "bool", _AU, 974),
+        _f(t, "--max-model-len", "int", _AU, 991),
+        _f(t, "--gpu-memory-utilization", "float", _AU, 1388),
+        _f(t, "--quantization", "str", _AU, 992),
+        _f(t, "--dtype", "choice", _AU, 977, choices=_DTYPES),
+        _f(t, "--kv-cache-dtype", "choice", _AU, 1397,
+           choices=("auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+           note="subset of CacheDType in vllm/config/cache.py#L44"),
+        _f(t, "--block-size", "int", _AU, 1387),
+        _f(t, "--seed", "int", _AU, 978),
+        _f(t, "--enable-chunked-prefill", "bool", _AU, 1784),
+        _f(t, "--max-num-batched-tokens", "int", _AU, 1739),
+        _f(t, "--max-num-seqs", "int", _AU, 1753),
+        _f(t, "--enable-prefix-caching", "bool", _AU, 1401),
+        _f(t, "--enforce-eager", "bool", _AU, 1000),
+        _f(t, "--disable-custom-all-reduce", "bool", _AU, 1366),
+        _f(t, "--max-parallel-loading-workers", "int", _AU, 1359),
+        _f(t, "--speculative-config", "json", _AU, 1865),
+        _f(t, "--reasoning-parser", "str", _AU, 1146),
+        _f(t, "--generation-config", "str", _AU, 1040),
+        _f(t, "--enable-log-requests", "bool", _AU, 3259),
+        _f(t, "--disable-log-stats", "bool", _AU, 1919),
+        _f(t, "--max-log-len", "int", _FE033, 153),
+        _f(t, "--disable-uvicorn-access-log", "bool", _FE033, 319),
+        _f(t, "--enable-auto-tool-choice", "bool", _FE033, 123),
+        _f(t, "--tool-call-parser", "str", _FE033, 129),
+    )
+
+
+_READY = Readiness(health_path="/health", models_path="/v1/models", info_path="/version",
+                   budget_s=3600, note="GET /health is 200, then /v1/models lists served_name")
+
+VLLM_0_8_5 = EngineProfile(
+    engine="vllm", version="v0.8.5", image="vllm/vllm-openai:v0.8.5", digest=None,
+    image_source="runbook pin; tag only: no digest could be verified from here",
+    cuda_requires="12.4", min_driver="550.54.14",
+    cuda_source=("vllm-0.8.5 wheel: _C.abi3.so needs libcudart.so.12 and pins torch==2.6.0 "
+                 "(cu124 build); docker/Dockerfile CUDA_VERSION 12.4.1 at this tag is recalled, "
+                 "not re-read"),
+    launch_pattern="ray", flags=_flags_085(), readiness=_READY,
+    api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
+    removed={},
+    notes=("--quantization 'None' is parsed by optional_type in this version, but llmfab "
+           "omits the flag for the native FP8 checkpoint instead",),
+)
+
+VLLM_0_33_0 = EngineProfile(
+    engine="vllm", version="v0.33.0", image="vllm/vllm-openai:v0.33.0", digest=None,
+    image_source="vLLM's release tag convention vllm/vllm-openai:vX.Y.Z; tag not checked "
+                 "against Docker Hub from here",
+    cuda_requires="13.0", min_driver="580.65.06",
+    cuda_source="vllm-0.33.0 wheel: _moe_C_stable_libtorch.abi3.so needs libcudart.so.13; "
+                "torch==2.14.0",
+    launch_pattern="mp-multinode", flags=_flags_033(), readiness=_READY,
+    api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
+    removed={
+        "disable_log_requests": "removed; request logging is off unless "
+                                "enable_log_requests: true (arg_utils.py#L3259)",
+        "swap_space": "removed in this version",
+        "enable_reasoning": "removed; reasoning_parser alone turns it on",
+        "max_seq_len_to_capture": "removed in this version",
+    },
+    notes=("Ray is not a requirement of this wheel: multi-node uses --nnodes/--headless",),
+)
+
+PROFILES = {p.version: p for p in (VLLM_0_8_5, VLLM_0_33_0)}
+
+
+def default_options(profile: EngineProfile) -> dict[str, Any]:
+    """DeepSeek-R1 native FP8 on 2 x 8 H20: TP8 x PP2, 64k context, 0.9 of memory."""
+    opts: dict[str, Any] = {
+        "tensor_parallel_size": 8, "pipeline_parallel_size": 2, "trust_remote_code": True,
+        "max_model_len": 65536, "gpu_memory_utilization": 0.9,
+        "enable_chunked_prefill": True, "max_num_batched_tokens": 12800,
+    }
+    if "disable_log_requests" in profile.flags:
+        opts["disable_log_requests"] = True
+    return opts
+
+
+def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
+    """Refuse TP x PP x DP that does not use exactly every GPU of the cluster."""
+    tp = int(options.get("tensor_parallel_size") or 1)
+    pp = int(options.get("pipeline_parallel_size") or 1)
+    dp = int(options.get("data_parallel_size") or 1)
+    total = nodes * gpus_per_node
+    if tp * pp * dp != total:
+        return [f"vLLM: tensor_parallel_size x pipeline_parallel_size x data_parallel_size = "
+                f"{tp} x {pp} x {dp} = {tp * pp * dp}, but the cluster has {nodes} x "
+                f"{gpus_per_node} = {total} GPUs; for DeepSeek-R1 on 2 x 8 use TP 8 x PP 2"]
+    return []
+
+
+def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
+    errors = check_launch(launch)
+    try:
+        opts = coerce_options(profile, launch.options)
+    except ValueError as exc:
+        errors += getattr(exc, "errors", [str(exc)])
+        opts = {}
+    if opts:
+        errors += check_parallelism(opts, len(launch.nodes), launch.gpus_per_node)
+    require(errors)
+    return opts
+
+
+def serve_command(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
+    """The ``vllm serve`` argv for one node (Ray: head only)."""
+    opts = _prepare(profile, launch)
+    managed: dict[str, Any] = {"served_model_name": launch.served_name,
+                               "host": launch.bind_host, "port": launch.port}
+    if profile.launch_pattern == "ray":
+        managed["distributed_executor_backend"] = "ray"
+    else:
+        managed.update(distributed_executor_backend="mp", nnodes=len(launch.nodes),
+                       node_rank=node.rank, master_addr=launch.head.address,
+                       master_port=launch.dist_port, headless=node.rank != 0)
+    return ["vllm", "serve", launch.model_path, *render_flags(profile, managed),
+            *render_flags(profile, opts)]
+
+
+def _env(launch: Launch, node: NodeInfo) -> dict[str, str]:
+    return {**fabric_env(launch, node), "VLLM_HOST_IP": node.address}
+
+
+def ray_container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
+    """``docker run`` that starts Ray on one node (head: --head; worker: --address)."""
+    _prepare(profile, launch)
+    if node.rank == 0:
+        ray = ["ray", "start", "--block", "--head", f"--node-ip-address={node.address}",
+               f"--port={launch.ray_port}"]
+    else:
+        ray = ["ray", "start", "--block", f"--node-ip-address={node.address}",
+               f"--address={launch.head.address}:{launch.ray_port}"]
+    payload = logged(ray, f"{launch.log_dir}/ray-rank{node.rank}.log")
+    return docker_run(profile, launch, node, payload, _env(launch, node),
+                      base_mounts(launch, node, with_key=True))
+
+
+def serve_exec_argv(profile: EngineProfile, launch: Launch) -> list[str]:
+    """``docker exec -d`` on the head that runs ``vllm serve`` into a log file."""
+    head = launch.head
+    prelude = key_prelude(export_as=profile.api_key_env) if launch.api_key_file else []
+    payload = logged(serve_command(profile, launch, head),
+                     f"{launch.log_dir}/vllm-serve.log", prelude)
+    return ["docker", "exec", "-d", launch.container_name, "bash", "-c", payload]
+
+
+def serve_container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
+    """``docker run`` that runs ``vllm serve`` on one node (multi-node mp pattern)."""
+    prelude = []
+    if launch.api_key_file and node.rank == 0:
+        prelude = key_prelude(export_as=profile.api_key_env)
+    payload = logged(serve_command(profile, launch, node),
+                     f"{launch.log_dir}/vllm-rank{node.rank}.log", prelude)
+    return docker_run(profile, launch, node, payload, _env(launch, node),
+                      base_mounts(launch, node, with_key=True))
+
+
+def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
+    """Ordered steps: containers (head first), then serve; each with what to wait for."""
+    nodes = launch.ordered()
+    if profile.launch_pattern == "ray":
+        steps = [Step(n.name, f"start Ray {'head' if n.rank == 0 else 'worker'}",
+                      ray_container_argv(profile, launch, n),
+                      wait=(f"{n.address}:{launch.ray_port} accepts connections" if n.rank == 0
+                            else "ray status lists this node's GPUs"))
+                 for n in nodes]
+        wait = f"ray status shows {launch.total_gpus} GPUs; then {profile.health_path} is 200"
+        steps.append(Step(launch.head.name, "start vllm serve on the head",
+                          serve_exec_argv(profile, launch), wait=wait))
+        return steps
+    return [Step(n.name, f"start vllm serve rank {n.rank}",
+                 serve_container_argv(profile, launch, n),
+                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""))
+            for n in nodes]
