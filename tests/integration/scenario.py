@@ -1,0 +1,91 @@
+"""Shared set-up for llmfab's integration tests: test-host configs and fab runs.
+
+The test hosts have no route to NVIDIA's or Docker's servers: the CUDA
+installer is a stand-in placed in each host and named by a file:// URL, and
+the `curl` stub answers only for the vendors' signing keys.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALLER_DIR = "/srv/llmfab-test"
+DRIVER = "550.54.14"
+CUDA = "12.4.0"
+INSTALLER = f"cuda_{CUDA}_{DRIVER}_linux.run"
+
+# A stand-in for NVIDIA's .run installer: with --silent --driver --toolkit it
+# leaves what the real one leaves behind for llmfab's probes to find.
+FAKE_INSTALLER = """#!/bin/sh
+# Stand-in for NVIDIA's CUDA .run installer (llmfab tests); POSIX sh, like the real makeself archive.
+printf 'cuda-installer\\t%s\\n' "$*" >>/var/log/llmfab-stubs/calls.log
+case " $* " in *" --silent "*) ;; *) echo "interactive mode is not simulated" >&2; exit 2 ;; esac
+case " $* " in *" --driver "*)
+  mkdir -p /var/lib/llmfab-stubs/nvidia
+  echo "@DRIVER@" >/var/lib/llmfab-stubs/nvidia/driver_version ;;
+esac
+case " $* " in *" --toolkit "*)
+  mkdir -p /usr/local/cuda-@CUDA_SHORT@/bin
+  printf '#!/bin/sh\\necho "Cuda compilation tools, release @CUDA_SHORT@"\\n' >/usr/local/cuda-@CUDA_SHORT@/bin/nvcc
+  chmod +x /usr/local/cuda-@CUDA_SHORT@/bin/nvcc ;;
+esac
+echo "Driver:   Installed"
+"""
+
+
+def fake_installer(driver: str = DRIVER, cuda: str = CUDA) -> str:
+    short = ".".join(cuda.split(".")[:2])
+    return FAKE_INSTALLER.replace("@DRIVER@", driver).replace("@CUDA_SHORT@", short)
+
+
+def place_installer(host, driver: str = DRIVER, cuda: str = CUDA) -> None:
+    name = f"cuda_{cuda}_{driver}_linux.run"
+    host.exec(f"mkdir -p {INSTALLER_DIR} && cat > {INSTALLER_DIR}/{name} && chmod +x {INSTALLER_DIR}/{name}",
+              input=fake_installer(driver, cuda))
+
+
+def test_overrides(**extra) -> dict:
+    """Config for test hosts: the CUDA installer comes from the host's own disk."""
+    # nvitop builds a virtualenv and pip-installs from an index: not offline-testable here.
+    base = {"nvidia": {"installer_url": f"file://{INSTALLER_DIR}/{INSTALLER}", "nvitop": False}}
+    for key, value in extra.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return base
+
+
+def prepared_config(fleet, path: Path, **extra) -> Path:
+    for host in fleet.hosts:
+        place_installer(host)
+    return fleet.write_config(path, **test_overrides(**extra))
+
+
+@dataclass
+class FabRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def fab(*args: str, env: dict | None = None, timeout: int = 300) -> FabRun:
+    """Run the real `fab` CLI from the repository root, as a user would."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fabric", *args], cwd=REPO, capture_output=True, text=True,
+        env=full_env, timeout=timeout,
+    )
+    return FabRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def summary(run: FabRun) -> str:
+    """The recap's last line, e.g. '2 host(s): ok=10 changed=0 failed=0'."""
+    lines = [ln for ln in run.stdout.splitlines() if "host(s):" in ln]
+    return lines[-1] if lines else ""
