@@ -33,11 +33,20 @@ class NodeBundle:
     tarball: Path | None = None
 
 
-def export(config: ClusterConfig, out: Path, tar: bool = False) -> list[NodeBundle]:
-    """Write every node's bundle under OUT (replacing earlier exports of those nodes)."""
+def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path | None = None) -> list[NodeBundle]:
+    """Write every node's bundle under OUT (replacing earlier exports of those nodes).
+
+    ARTIFACTS (an artifact cache, see ``fab fetch-artifacts``) is copied once to
+    OUT/artifacts; every node directory links to it.
+    """
     out.mkdir(parents=True, exist_ok=True)
     phases = [p for p in BUNDLE_PHASES if p in PHASES]
+    if artifacts is not None:
+        _store_artifacts(artifacts, out / "artifacts")
     bundles = [_write_node(config, node, out / node.name, phases) for node in config.ranked_nodes()]
+    if artifacts is not None:
+        for b in bundles:
+            (b.path / "artifacts").symlink_to(Path("..") / "artifacts")
     if tar:
         for b in bundles:
             b.tarball = _pack(b)
@@ -68,9 +77,29 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
     return NodeBundle(node, root, sorted(files) + ["SHA256SUMS"])
 
 
+def _store_artifacts(cache: Path, dest: Path) -> None:
+    """Copy the artifact cache once (hard links where possible) and list it in SHA256SUMS."""
+    staging = dest.with_name(".artifacts.llmfab-tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(cache, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("SHA256SUMS", "*.part"))
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / f)}  {f}\n" for f in files))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _pack(bundle: NodeBundle) -> Path:
+    """One tarball per node, with the shared artifacts it links to copied in."""
     tarball = bundle.path.with_name(f"llmfab-{bundle.node.name}.tar.gz")
-    with tarfile.open(tarball, "w:gz") as tar:
+    with tarfile.open(tarball, "w:gz", dereference=True) as tar:
         tar.add(bundle.path, arcname=f"llmfab-{bundle.node.name}")
     return tarball
 

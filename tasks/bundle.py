@@ -16,10 +16,11 @@ from .options import CONFIG
     help={
         "config": CONFIG,
         "out": "directory to write the bundles into (default: build/bundles/<cluster name>)",
-        "tar": "also pack one llmfab-<node>.tar.gz per node",
+        "tar": "also pack one llmfab-<node>.tar.gz per node (artifacts included)",
+        "artifacts": "artifact cache to ship (from fab fetch-artifacts); stored once, linked from every node",
     },
 )
-def export_bundle(c, config=None, out=None, tar=False):
+def export_bundle(c, config=None, out=None, tar=False, artifacts=None):
     """Render one self-contained bundle per node: copy it over, then `bash run.sh prep`.
 
     Needs no connection to any node. Each bundle holds run.sh, the same step
@@ -32,7 +33,7 @@ def export_bundle(c, config=None, out=None, tar=False):
     with reported_errors():
         cfg = load_config(config)
         target = Path(out) if out else Path("build/bundles") / cfg.cluster.name
-        written = bundle.export(cfg, target, tar=tar)
+        written = bundle.export(cfg, target, tar=tar, artifacts=Path(artifacts) if artifacts else None)
     out_ = console()
     for b in written:
         extra = f" + {b.tarball}" if b.tarball else ""

@@ -7,9 +7,14 @@ from llmfab.session import open_session, reported_errors
 from .options import DRY_RUN, SSH
 
 
-@task(help={**SSH, "dry-run": DRY_RUN})
-def prep(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
-    """Prepare nodes: kernel hold, open-file limit, network sysctls (all hosts in parallel).
+@task(help={
+    **SSH,
+    "dry-run": DRY_RUN,
+    "upgrade-driver": "replace an installed NVIDIA driver of another version (never done silently)",
+})
+def prep(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False,
+         upgrade_driver=False):
+    """Prepare nodes: system tuning, NVIDIA driver + fabric manager, Docker + toolkit (all hosts in parallel).
 
     Every step probes first and changes only what differs, so a second run
     reports changed=0. Hosts come from -H (node names or addresses from the
@@ -24,5 +29,7 @@ def prep(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False, 
             c, config, dry_run=dry_run, parallel=int(parallel) if parallel else None,
             accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass,
         )
+        if upgrade_driver:
+            session.config.nvidia.upgrade_driver = True
         results = session.run_phase("prep")
     session.finish(results, "prep recap" + (" (dry run)" if dry_run else ""))

@@ -89,3 +89,27 @@ def summary(run: FabRun) -> str:
     """The recap's last line, e.g. '2 host(s): ok=10 changed=0 failed=0'."""
     lines = [ln for ln in run.stdout.splitlines() if "host(s):" in ln]
     return lines[-1] if lines else ""
+
+
+def copy_into(host, src: Path, dest: str) -> None:
+    """Copy a local directory into a test host (links followed), as `scp -r` would."""
+    import base64
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", dereference=True) as tar:
+        tar.add(src, arcname=".")
+    payload = base64.b64encode(buf.getvalue()).decode()
+    done = host.exec(f"mkdir -p {dest} && base64 -d | tar -xz -C {dest}", input=payload, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def records(output: str) -> dict[str, str]:
+    """step -> status from run.sh's summary lines ('changed  nofile-limit  create ...')."""
+    out = {}
+    for line in output.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) >= 2 and parts[0] in ("ok", "changed", "failed", "skipped"):
+            out[parts[1]] = parts[0]
+    return out

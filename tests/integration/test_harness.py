@@ -11,11 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import paramiko
 import pytest
 import yaml
 
+from tests.conftest import PORT
+from tests.harness import HostDown, HostStartError
 from tests.harness.cleanup import mounts_under
 from tests.harness.payload import FIELD_FIXTURES, HARNESS_DIR, STUBS_DIR, fixture_body
 
@@ -89,7 +92,7 @@ def test_the_written_config_names_every_host_and_takes_deep_overrides(two_hosts,
     assert config["cluster"] == {"name": "testfleet"}
     assert config["ssh"] == {
         "user": "deploy",
-        "port": 2222,
+        "port": two_hosts.port,
         "identity_file": str(two_hosts.client_key_path),
         "known_hosts": str(two_hosts.known_hosts_path),
         "connect_timeout": 5,
@@ -175,10 +178,20 @@ def test_a_stopped_host_refuses_connections_and_restarts_with_its_files(two_host
     n1.exec("echo kept > /etc/llmfab-kept", check=True)
     n1.stop()
     assert refuses_connections(n1)
+    with pytest.raises(HostDown):
+        n1.exec("true")
     assert ssh(two_hosts, n2, "true").returncode == 0
     n1.start()
     assert n1.read("/etc/llmfab-kept") == "kept\n"
     assert ssh(two_hosts, n1, "cat /etc/llmfab-kept").stdout == "kept\n"
+
+
+def test_a_host_will_not_start_where_something_already_listens(fleet_factory):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.31", PORT))
+        squatter.listen()
+        with pytest.raises(HostStartError, match=f"127.0.0.31:{PORT} is already in use"):
+            fleet_factory(1, first_octet=31)
 
 
 # --- stubs --------------------------------------------------------------------
@@ -252,12 +265,15 @@ def test_ibstat_prints_the_fixture_unless_a_test_sets_its_text(two_hosts):
     assert n2.exec("ibstat -l").stdout == "mlx5_9\n"
 
 
-def test_the_apt_get_stub_records_installs_without_touching_dpkg(two_hosts):
-    host = two_hosts.hosts[0]
-    host.exec("apt-get update && apt-get install -y nvidia-fabricmanager-535=535.161.03-1", check=True)
-    assert host.read("/var/lib/llmfab-stubs/apt/installed/nvidia-fabricmanager-535") == "535.161.03-1\n"
-    assert host.exec("dpkg-query -W nvidia-fabricmanager-535").returncode != 0
-    assert [c.args[0] for c in host.calls("apt-get")] == ["update", "install"]
+def test_apt_get_installs_stand_in_packages_inside_its_host_only(two_hosts):
+    n1, n2 = two_hosts.hosts
+    n1.exec("apt-get update && apt-get install -y nvidia-fabricmanager-535=535.161.03-1", check=True)
+    assert n1.read("/var/lib/llmfab-stubs/apt/installed/nvidia-fabricmanager-535") == "535.161.03-1\n"
+    query = "dpkg-query -W nvidia-fabricmanager-535"
+    assert n1.exec(query).stdout == "nvidia-fabricmanager-535\t535.161.03-1\n"
+    assert n2.exec(query).returncode != 0
+    assert subprocess.run(query.split(), capture_output=True).returncode != 0
+    assert [c.args[0] for c in n1.calls("apt-get")] == ["update", "install"]
 
 
 def test_the_calls_log_keeps_every_argument_exactly(two_hosts):
@@ -313,7 +329,7 @@ def start_cli(workdir: Path, first_octet: int) -> subprocess.Popen[bytes]:
     """Start ``python -m tests.harness up 2`` and wait until it reports its hosts up."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.harness", "up", "2", "--workdir", str(workdir),
-         "--first-octet", str(first_octet)],
+         "--first-octet", str(first_octet), "--port", str(PORT)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     output, deadline = b"", time.monotonic() + 30
@@ -334,7 +350,7 @@ def test_the_cli_stops_its_hosts_on_ctrl_c(tmp_path):
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert b"test hosts stopped" in output
-    assert refuses_connections(_Address("127.0.0.61", 2222))
+    assert refuses_connections(SimpleNamespace(address="127.0.0.61", port=PORT))
     assert not (tmp_path / "cli").exists()
 
 
@@ -343,14 +359,7 @@ def test_a_killed_run_leaves_nothing_that_blocks_the_next_start(tmp_path, fleet_
     process = start_cli(crashed, first_octet=71)
     process.kill()
     process.wait()
-    assert not refuses_connections(_Address("127.0.0.71", 2222)), "hosts should outlive the CLI"
+    assert not refuses_connections(SimpleNamespace(address="127.0.0.71", port=PORT)), "hosts should outlive the CLI"
     fleet = fleet_factory(2, first_octet=71)
     assert ssh(fleet, fleet.hosts[0], "hostname").stdout == "n1\n"
     assert not crashed.exists()
-
-
-class _Address:
-    """Just an address and port, for refuses_connections()."""
-
-    def __init__(self, address: str, port: int):
-        self.address, self.port = address, port
