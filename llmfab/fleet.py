@@ -29,6 +29,7 @@ class Progress(Protocol):
 
     def host_started(self, node: Node) -> None: ...
     def step_started(self, node: Node, step: str) -> None: ...
+    def step_progress(self, node: Node, step: str, message: str) -> None: ...
     def step_done(self, node: Node, result: StepResult) -> None: ...
     def host_done(self, result: HostResult) -> None: ...
 
@@ -152,6 +153,10 @@ class Fleet:
             self.progress.step_started(node, fields[0])
         elif kind == "reboot" and len(fields) >= 2:
             result.reboots.append((fields[0], fields[1]))
+        elif kind == "progress" and len(fields) >= 2:
+            self.progress.step_progress(node, fields[0], fields[1])
+        elif kind not in ("result", "start") and fields:
+            result.records.append((kind, fields[0], fields[1:]))
         elif kind == "result":
             step = step_result(fields)
             result.steps.append(step)

@@ -51,6 +51,9 @@ class Reporter:
     def step_started(self, node: Node, step: str) -> None:
         self._line(node, Text(f"{step} …", style="dim"))
 
+    def step_progress(self, node: Node, step: str, message: str) -> None:
+        self._line(node, Text(f"{step}: {message}", style="cyan"))
+
     def step_done(self, node: Node, result: StepResult) -> None:
         label = "would change" if (self.dry_run and result.status == Status.CHANGED) else result.status.value
         text = Text(f"{result.step}: ") + Text(label, style=STYLES[result.status]) + Text(f" ({result.message})")

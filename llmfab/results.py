@@ -41,6 +41,19 @@ class HostResult:
     commands: int = 0
     # Steps that need a reboot before they can finish: (step, reason).
     reboots: list[tuple[str, str]] = field(default_factory=list)
+    # Other records steps sent (logs, checks, facts): (kind, step, fields).
+    records: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+    def logs(self) -> dict[str, str]:
+        """Log excerpts steps sent, by name (base64 in the record)."""
+        out = {}
+        for kind, _step, fields in self.records:
+            if kind == "log" and len(fields) >= 2:
+                out[fields[0]] = _b64(fields[1])
+        return out
+
+    def of_kind(self, kind: str) -> list[list[str]]:
+        return [fields for k, _s, fields in self.records if k == kind]
 
     def count(self, status: Status) -> int:
         return sum(1 for s in self.steps if s.status == status)
@@ -66,6 +79,13 @@ class HostResult:
             return self.error
         failed = [s for s in self.steps if s.status == Status.FAILED]
         return f"{failed[0].step}: {failed[0].message}" if failed else ""
+
+
+def _b64(text: str) -> str:
+    try:
+        return base64.b64decode(text).decode(errors="replace")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def parse_record(line: str) -> Optional[tuple[str, list[str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterator
 
 import pytest
@@ -9,6 +10,9 @@ import pytest
 from tests.harness import HarnessUnavailable, TestFleet, require_host_support
 
 FIRST_OCTET = 11
+# Two test sessions on one machine would both want 127.0.0.11:2222; give one
+# another port with LLMFAB_TESTHOST_PORT=2322 (CI runs one session: default).
+PORT = int(os.environ.get("LLMFAB_TESTHOST_PORT", "2222"))
 _FAILED = pytest.StashKey[bool]()
 
 
@@ -39,6 +43,7 @@ def fleet_factory(tmp_path, request) -> Iterator[Callable[..., TestFleet]]:
     def start(count: int = 2, **kwargs) -> TestFleet:
         kwargs.setdefault("workdir", tmp_path / f"fleet{len(fleets)}")
         kwargs.setdefault("first_octet", FIRST_OCTET + sum(len(f.hosts) for f in fleets))
+        kwargs.setdefault("port", PORT)
         fleet = TestFleet(count, **kwargs)
         fleets.append(fleet)
         fleet.start()

@@ -81,6 +81,50 @@ llmfab_file() {
   fi
 }
 
+# llmfab_emit sends one extra record (progress, log, fact, check) straight to the
+# runner, past the step's captured output: fd 3 is the driver's stdout.
+llmfab_emit() {
+  local kind=$1 field out=""
+  shift
+  for field in "$@"; do
+    field=${field//$'\t'/ }
+    out+=$'\t'"${field//$'\n'/; }"
+  done
+  printf '@@llmfab\t%s\t%s%s\n' "$kind" "${LLMFAB_STEP:-}" "$out" >&3
+}
+
+# llmfab_progress reports how a long wait is going.
+llmfab_progress() {
+  llmfab_emit progress "$*"
+}
+
+# llmfab_emit_file sends the last lines of FILE to the runner under NAME.
+llmfab_emit_file() {
+  local name=$1 file=$2 lines=${3:-80}
+  [[ -r $file ]] || return 0
+  llmfab_emit log "$name" "$(tail -n "$lines" -- "$file" | base64 -w0)"
+}
+
+# llmfab_wait_until runs a probe command every INTERVAL seconds until it
+# succeeds or TIMEOUT seconds pass, reporting progress with WHAT.
+llmfab_wait_until() {
+  local timeout=$1 interval=$2 what=$3 start now next_report
+  shift 3
+  start=$SECONDS
+  next_report=$((start + 15))
+  until "$@"; do
+    now=$SECONDS
+    if ((now - start >= timeout)); then
+      return 1
+    fi
+    if ((now >= next_report)); then
+      llmfab_progress "waiting for $what ($((now - start))s of ${timeout}s)"
+      next_report=$((now + 15))
+    fi
+    sleep "$interval"
+  done
+}
+
 # llmfab_have tells whether a command exists on this node.
 llmfab_have() {
   command -v "$1" >/dev/null 2>&1
@@ -257,6 +301,7 @@ llmfab__join() {
 llmfab__run_step() {
   local step=$1 fn=$2 rc=0 status message tail_b64=""
   LLMFAB_STEP_DIR="$LLMFAB_WORK/$step"
+  LLMFAB_STEP=$step
   mkdir -p "$LLMFAB_STEP_DIR"
   printf '@@llmfab\tstart\t%s\n' "$step"
   set +e
@@ -264,7 +309,7 @@ llmfab__run_step() {
     set -Eeuo pipefail
     trap 'printf "command failed (exit %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >>"$LLMFAB_STEP_DIR/errtrap"' ERR
     "$fn"
-  ) >"$LLMFAB_STEP_DIR/log" 2>&1
+  ) 3>&1 >"$LLMFAB_STEP_DIR/log" 2>&1
   rc=$?
   set -e
   if [[ -s $LLMFAB_STEP_DIR/reboot ]]; then

@@ -55,7 +55,7 @@ def require_host_support() -> None:
     if missing:
         raise HarnessUnavailable(
             f"test hosts need {', '.join(missing)}; on Debian: "
-            "apt-get install -y util-linux openssh-server dpkg-dev"
+            "apt-get install -y util-linux openssh-server dpkg"
         )
 
 

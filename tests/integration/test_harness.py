@@ -359,7 +359,8 @@ def test_a_killed_run_leaves_nothing_that_blocks_the_next_start(tmp_path, fleet_
     process = start_cli(crashed, first_octet=71)
     process.kill()
     process.wait()
-    assert not refuses_connections(SimpleNamespace(address="127.0.0.71", port=PORT)), "hosts should outlive the CLI"
+    survivor = SimpleNamespace(address="127.0.0.71", port=PORT)
+    assert not refuses_connections(survivor), "hosts should outlive the CLI"
     fleet = fleet_factory(2, first_octet=71)
     assert ssh(fleet, fleet.hosts[0], "hostname").stdout == "n1\n"
     assert not crashed.exists()
