@@ -27,7 +27,7 @@ umask 022
 
 def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
     """Return the complete bash script that performs PHASE on NODE."""
-    steps = steps_for(phase, config)
+    steps = steps_for(phase, config, node)
     parts = [
         HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name)),
         LIBRARY,

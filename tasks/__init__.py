@@ -2,8 +2,14 @@
 
 from invoke import Collection
 
-from . import bundle, prep
+from . import bundle, engine, planning, prep
 
 ns = Collection()
 ns.add_task(prep.prep)
 ns.add_task(bundle.export_bundle)
+ns.add_task(planning.plan)
+ns.add_task(engine.deploy)
+ns.add_task(engine.smoke)
+ns.add_task(engine.status)
+ns.add_task(engine.logs)
+ns.add_task(engine.stop)

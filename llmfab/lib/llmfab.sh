@@ -125,6 +125,11 @@ llmfab_wait_until() {
   done
 }
 
+# llmfab_port_open tells whether HOST:PORT accepts a TCP connection (bash's /dev/tcp).
+llmfab_port_open() {
+  timeout 3 bash -c 'exec 9<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
 # llmfab_have tells whether a command exists on this node.
 llmfab_have() {
   command -v "$1" >/dev/null 2>&1
@@ -138,7 +143,8 @@ llmfab_reboot() {
   fi
 }
 
-# llmfab_os sets OS_ID, OS_VERSION and OS_CODENAME from /etc/os-release.
+# llmfab_os sets OS_ID, OS_VERSION, OS_CODENAME and OS_REPO from /etc/os-release.
+# shellcheck disable=SC2034 # read by the steps that call it
 llmfab_os() {
   OS_ID=$(. /etc/os-release && printf '%s' "${ID:-unknown}")
   OS_VERSION=$(. /etc/os-release && printf '%s' "${VERSION_ID:-unknown}")

@@ -24,6 +24,8 @@ class Step:
     context: Context = field(default=lambda config, node: {})
     # Whether the step belongs in this cluster's plan at all (a config switch).
     enabled: Callable[[ClusterConfig], bool] = field(default=lambda config: True)
+    # Whether this node runs it (the head only, workers only, ...).
+    only: Callable[[ClusterConfig, Node], bool] = field(default=lambda config, node: True)
 
     @property
     def function(self) -> str:
@@ -38,11 +40,12 @@ def register(phase: str, *steps: Step) -> None:
     PHASES.setdefault(phase, []).extend(steps)
 
 
-def steps_for(phase: str, config: ClusterConfig) -> list[Step]:
+def steps_for(phase: str, config: ClusterConfig, node: Node) -> list[Step]:
+    """The steps NODE runs in PHASE, in order."""
     if phase not in PHASES:
         raise KeyError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
-    return [s for s in PHASES[phase] if s.enabled(config)]
+    return [s for s in PHASES[phase] if s.enabled(config) and s.only(config, node)]
 
 
 # Registration order is run order: the OS check and system tuning come first.
-from . import system, mirrors, nvidia, docker, conda  # noqa: E402,F401
+from . import system, mirrors, nvidia, docker, conda, engine  # noqa: E402,F401

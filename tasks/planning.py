@@ -1,0 +1,75 @@
+"""`fab plan`: will the model fit this cluster's GPUs, and how many requests run at once?"""
+
+from __future__ import annotations
+
+import json
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from llmfab import capacity
+from llmfab.deployment import Deployment, DeploymentError, build
+from llmfab.exits import ExitStatus
+from llmfab.models import UnknownModelError, load_model
+from llmfab.output import console
+from llmfab.session import load_config, reported_errors
+
+from .options import CONFIG
+
+# Where each engine keeps the figures the planner needs, by option name.
+LAYOUT = {
+    "vllm": {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "fraction": "gpu_memory_utilization",
+             "context": "max_model_len", "kv": "kv_cache_dtype"},
+    "sglang": {"tp": "tp_size", "pp": "pp_size", "fraction": "mem_fraction_static", "context": "context_length",
+               "kv": "kv_cache_dtype", "cap": "max_total_tokens"},
+    "trtllm": {"tp": "tp_size", "pp": "pp_size", "fraction": "kv_cache_free_gpu_memory_fraction",
+               "context": "max_seq_len", "kv": "kv_cache_dtype"},
+}
+
+
+def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capacity.CapacityPlan | None:
+    """The capacity plan of a deployment, or None when the model has no description."""
+    try:
+        spec = load_model(config.model.id)
+    except UnknownModelError:
+        return None
+    keys, opts = LAYOUT[d.engine], d.options
+    kv = str(opts.get(keys["kv"]) or "auto")
+    return capacity.plan(
+        spec, dtype=config.model.dtype, kv_dtype="fp8" if kv.startswith("fp8") else "bf16",
+        nodes=len(config.nodes), gpus_per_node=config.gpu.per_node, gpu_mem_gb=config.gpu.memory_gb,
+        tp=int(opts.get(keys["tp"]) or 1), pp=int(opts.get(keys["pp"]) or 1),
+        mem_fraction=float(opts.get(keys["fraction"]) or 0.9),
+        context_len=int(context_len or opts.get(keys["context"]) or spec.max_context),
+        engine=d.engine, max_total_tokens=opts.get(keys["cap"]) if "cap" in keys else None,
+    )
+
+
+@task(help={"config": CONFIG, "engine": "vllm | sglang | trtllm (default: the config's)",
+            "context-len": "tokens of one full-length request (default: the engine's context option)",
+            "json": "print the figures as JSON"})
+def plan(c, config=None, engine=None, context_len=0, json_=False):
+    """Check that the model fits the GPUs: weights, KV cache, concurrent full-length requests.
+
+    Needs no hosts. Refuses (exit 3) a layout that cannot fit, with the reason
+    and what to change; warns when the headroom is thin. `fab deploy` runs the
+    same check first.
+
+    Example:
+      fab plan --config configs/h20-2x8.yaml --engine sglang
+    """
+    with reported_errors():
+        cfg = load_config(config)
+        try:
+            d = build(cfg, engine)
+        except DeploymentError as e:
+            raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
+        result = capacity_plan(cfg, d, context_len or None)
+    if result is None:
+        raise Exit(f"no model description for {cfg.model.id}: add one under llmfab/models/", code=int(ExitStatus.REFUSED))
+    if json_:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        console().print(capacity.render_plan(result))
+    if result.verdict == "refuse":
+        raise Exit(code=int(ExitStatus.REFUSED))
