@@ -156,7 +156,8 @@ class Fleet:
         elif kind == "progress" and len(fields) >= 2:
             self.progress.step_progress(node, fields[0], fields[1])
         elif kind not in ("result", "start") and fields:
-            result.records.append((kind, fields[0], fields[1:]))
+            # The arrival time lets checks compare node clocks with ours.
+            result.records.append((kind, fields[0], fields[1:] + [f"{time.time():.3f}"]))
         elif kind == "result":
             step = step_result(fields)
             result.steps.append(step)

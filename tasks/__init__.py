@@ -2,12 +2,13 @@
 
 from invoke import Collection
 
-from . import bundle, engine, planning, prep
+from . import bundle, check, engine, planning, prep
 
 ns = Collection()
 ns.add_task(prep.prep)
 ns.add_task(bundle.export_bundle)
 ns.add_task(planning.plan)
+ns.add_task(check.check)
 ns.add_task(engine.deploy)
 ns.add_task(engine.smoke)
 ns.add_task(engine.status)

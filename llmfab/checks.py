@@ -1,0 +1,270 @@
+"""Preflight: judge each node's probe outputs, then the nodes against each other.
+
+The probes (``PROBES``) run on the nodes as one read-only step; this module is
+pure: it takes their outputs, parses them with ``llmfab.facts`` and says pass,
+warn or fail with the evidence and the fix in one sentence (../shared/NOTES.md
+§2 is the list of what breaks multi-node deployments and what catches it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from .facts import fabricmanager, gpu, ib, net
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+MIN_SHM_GB = 64
+MIN_FREE_DISK_GB = 700
+MAX_CLOCK_SKEW_S = 2.0
+IMAGE_ID = "{{.Id}}"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a node should look like: built from the config and the deployment."""
+
+    address: str
+    gpus: int
+    gpu_model: str
+    driver: str
+    hcas: tuple[str, ...]
+    gid_index: Optional[int]
+    interface: str
+    head_address: str
+    is_head: bool
+    nofile: int
+    model_path: str
+    image: str
+    min_driver: Optional[str]
+    ports: tuple[int, ...]
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    evidence: str
+    fix: str = ""
+
+
+@dataclass
+class NodeReport:
+    node: str
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool, evidence: str, fix: str, warn: bool = False) -> None:
+        self.checks.append(Check(name, PASS if ok else (WARN if warn else FAIL), evidence, "" if ok else fix))
+
+
+def probes(expect: Expect) -> dict[str, str]:
+    """Probe name -> shell command, for one node."""
+    model = expect.model_path
+    cmds = {
+        "gpu": gpu.QUERY_COMMAND,
+        "fm_active": fabricmanager.IS_ACTIVE_COMMAND,
+        "fm_version": "dpkg-query -W -f='${Package} ${Version}\\n' 'nvidia-fabricmanager*' 2>/dev/null | grep -v ' $' || true",
+        "lsmod": "lsmod",
+        "modules_load": "cat /etc/modules-load.d/*.conf 2>/dev/null || true",
+        "ibstat": ib.IBSTAT_COMMAND,
+        "addr": net.addr_command(expect.interface),
+        "link": net.link_command(expect.interface),
+        "route": f"ip -o route get {expect.head_address}",
+        "shm": "df -k --output=size /dev/shm | tail -n 1",
+        "nofile": "cat /etc/security/limits.conf /etc/security/limits.d/*.conf 2>/dev/null || true",
+        "disk": f"p={_q(model)}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; df -k --output=avail \"$p\" | tail -n 1",
+        "model_files": f"find {_q(model)} -maxdepth 1 -type f -printf '%f\\t%s\\n' 2>/dev/null || true",
+        "model_index": f"cat {_q(model + '/model.safetensors.index.json')}",
+        "image": f"docker image inspect -f '{IMAGE_ID}' {_q(expect.image)}",
+        "ours": "docker ps -q --filter label=llmfab.engine 2>/dev/null || true",
+        "listening": "ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null",
+        "clock": "date +%s.%N",
+    }
+    return cmds
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def judge_node(node: str, expect: Expect, out: dict[str, tuple[int, str]]) -> NodeReport:
+    """All per-node checks from the probe outputs (name -> (exit status, text))."""
+    r = NodeReport(node)
+    for check in (_gpu, _fabric_manager, _peermem, _hcas, _interface, _shm, _nofile, _disk, _model, _image, _ports):
+        check(r, expect, out)
+    return r
+
+
+def _text(out, name) -> str:
+    return out.get(name, (1, ""))[1]
+
+
+def _rc(out, name) -> int:
+    return out.get(name, (1, ""))[0]
+
+
+def _gpu(r: NodeReport, e: Expect, out) -> None:
+    inv = gpu.parse_query_gpu(_text(out, "gpu"))
+    if not inv.ok:
+        why = inv.failure.cause if inv.failure else inv.reason
+        fix = inv.failure.fix if inv.failure else "install the NVIDIA driver (fab prep)"
+        r.add("gpus", False, f"nvidia-smi: {why}", fix)
+        r.add("driver", False, "no driver answered", fix)
+        return
+    names = ", ".join(sorted(inv.names))
+    r.add("gpus", inv.count == e.gpus and all(e.gpu_model.lower() in n.lower() for n in inv.names),
+          f"{inv.count} x {names}", f"expected {e.gpus} x {e.gpu_model}: check the config's gpu section or the node")
+    r.add("driver", inv.driver_version == e.driver, f"driver {inv.driver_version}",
+          f"install driver {e.driver} (fab prep --upgrade-driver) so every node runs the configured driver")
+    if e.min_driver and inv.driver_version:
+        r.add("image CUDA", _version(inv.driver_version) >= _version(e.min_driver),
+              f"image needs driver >= {e.min_driver}, host has {inv.driver_version}",
+              "use an engine version built for this driver's CUDA, or upgrade the driver (error 804 / cuda>= unsatisfied otherwise)")
+
+
+def _version(v: str) -> tuple:
+    return tuple(int(p) for p in re.findall(r"\d+", v))
+
+
+def _fabric_manager(r: NodeReport, e: Expect, out) -> None:
+    state = fabricmanager.parse_is_active(_text(out, "fm_active"))
+    versions = dict(line.split(" ", 1) for line in _text(out, "fm_version").splitlines() if " " in line)
+    fm = next(iter(versions.values()), None)
+    ok = state.active and fm is not None and fabricmanager.fm_matches_driver(fm, e.driver)
+    r.add("fabric manager", ok, f"nvidia-fabricmanager {state.state or 'unknown'}, package {fm or 'not installed'}",
+          f"install nvidia-fabricmanager matching driver {e.driver} exactly and start it (fab prep); "
+          "otherwise CUDA reports error 802 'system not yet initialized'")
+
+
+def _peermem(r: NodeReport, e: Expect, out) -> None:
+    loaded = any(line.split()[:1] == ["nvidia_peermem"] for line in _text(out, "lsmod").splitlines())
+    persisted = "nvidia-peermem" in _text(out, "modules_load") or "nvidia_peermem" in _text(out, "modules_load")
+    r.add("nvidia_peermem", loaded and persisted,
+          f"{'loaded' if loaded else 'not loaded'}, {'persisted' if persisted else 'not in /etc/modules-load.d'}",
+          "modprobe nvidia-peermem and list it in /etc/modules-load.d (fab prep) or GPUDirect RDMA is silently off")
+
+
+def _hcas(r: NodeReport, e: Expect, out) -> None:
+    parsed = ib.parse_ibstat(_text(out, "ibstat"))
+    for hca in ib.hca_status(parsed, [h.split(":")[0] for h in e.hcas]):
+        r.add(f"HCA {hca.name}", hca.ok, hca.detail or ("Active" if hca.ok else "not active"),
+              f"bring {hca.name} up (ibstat shows its port state), or drop it from network.nccl_ib_hca")
+        if hca.ok and (hca.link_layer or "").lower() == "ethernet" and e.gid_index is None:
+            r.add(f"GID index {hca.name}", False, "RoCE link layer and no network.nccl_ib_gid_index",
+                  "set network.nccl_ib_gid_index (often 3: the RoCE v2 IPv4 GID, see show_gids)", warn=True)
+
+
+def _interface(r: NodeReport, e: Expect, out) -> None:
+    link, addrs = net.parse_ip_link(_text(out, "link")), net.parse_ip_addr(_text(out, "addr"))
+    ok, why = net.interface_ready(link, addrs)
+    r.add(f"interface {e.interface}", ok, why,
+          f"use the NIC the nodes share (network.interface) and bring it up with an IPv4 address: Gloo/NCCL bind to it")
+    if not e.is_head:
+        route = _text(out, "route")
+        via = re.search(r"\bdev (\S+)", route)
+        r.add("route to head", _rc(out, "route") == 0 and via is not None and via.group(1) == e.interface,
+              route.strip() or "no route", f"the head {e.head_address} must be reached through {e.interface}")
+
+
+def _shm(r: NodeReport, e: Expect, out) -> None:
+    kb = _int(_text(out, "shm"))
+    r.add("/dev/shm", kb is not None and kb >= MIN_SHM_GB * 1024 * 1024, f"{(kb or 0) / 1024 / 1024:.0f} GB",
+          "containers use --ipc=host; make /dev/shm large (NCCL shm transport)", warn=True)
+
+
+def _nofile(r: NodeReport, e: Expect, out) -> None:
+    values = [int(m.group(2)) for m in re.finditer(r"^\s*(\*|root)\s+hard\s+nofile\s+(\d+)", _text(out, "nofile"), re.M)]
+    best = max(values, default=0)
+    r.add("nofile limit", best >= e.nofile, f"hard nofile {best or 'default'}",
+          f"raise nofile to {e.nofile} (fab prep writes /etc/security/limits.d/90-llmfab-nofile.conf)")
+
+
+def _disk(r: NodeReport, e: Expect, out) -> None:
+    kb = _int(_text(out, "disk"))
+    r.add("free disk", kb is not None and kb >= MIN_FREE_DISK_GB * 1e6 / 1024, f"{(kb or 0) * 1024 / 1e9:.0f} GB free at {e.model_path}",
+          f"free at least {MIN_FREE_DISK_GB} GB at the model path (local NVMe)", warn=True)
+
+
+def _model(r: NodeReport, e: Expect, out) -> None:
+    files = dict(line.split("\t", 1) for line in _text(out, "model_files").splitlines() if "\t" in line)
+    try:
+        index = json.loads(_text(out, "model_index"))
+        shards = sorted(set(index.get("weight_map", {}).values()))
+    except (ValueError, AttributeError):
+        r.add("model files", False, f"no readable model.safetensors.index.json in {e.model_path}",
+              "download the model to the same path on every node (fab model)")
+        return
+    missing = [s for s in shards if s not in files]
+    empty = [s for s in shards if s in files and files[s].strip() == "0"]
+    r.add("model files", not missing and not empty, f"{len(shards) - len(missing)}/{len(shards)} shards present"
+          + (f"; missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}" if missing else ""),
+          "complete the download (fab model resumes it) before deploying")
+
+
+def _image(r: NodeReport, e: Expect, out) -> None:
+    image_id = _text(out, "image").strip()
+    ok = _rc(out, "image") == 0 and image_id.startswith("sha256:")
+    r.add("engine image", ok, image_id[:19] if ok else f"{e.image} not present",
+          f"load or pull {e.image} on this node (fab deploy does; offline: the bundle's images/)")
+
+
+def _ports(r: NodeReport, e: Expect, out) -> None:
+    ours = bool(_text(out, "ours").strip())
+    # Only listeners that would collide: on all addresses or on this node's own.
+    listening = {int(port) for host, port in re.findall(r"(\S+):(\d+)\s", _text(out, "listening"))
+                 if host.strip("[]") in ("0.0.0.0", "*", "::", e.address)}
+    busy = [p for p in e.ports if p in listening]
+    r.add("ports", not busy or ours, f"in use: {', '.join(map(str, busy))}" if busy else f"free: {', '.join(map(str, e.ports))}",
+          "stop what holds these ports or change engine.port" + ("" if not busy else ""))
+
+
+def _int(text: str) -> Optional[int]:
+    m = re.search(r"\d+", text)
+    return int(m.group()) if m else None
+
+
+def judge_cluster(expects: dict[str, Expect], outs: dict[str, dict[str, tuple[int, str]]],
+                  collected_at: dict[str, float]) -> list[Check]:
+    """Cross-node consistency: one driver, one image, clocks close to the head's."""
+    checks: list[Check] = []
+    drivers = {n: gpu.parse_query_gpu(_text(o, "gpu")).driver_version for n, o in outs.items()}
+    same(checks, "driver version", drivers, "install the same driver on every node")
+    images = {n: (_text(o, "image").strip() if _rc(o, "image") == 0 else None) for n, o in outs.items()}
+    same(checks, "engine image ID", images, "load the same image (same digest) on every node: Ray refuses mixed versions")
+    head = next((n for n, e in expects.items() if e.is_head), None)
+    clocks = {n: _float(_text(o, "clock")) for n, o in outs.items()}
+    if head and clocks.get(head) is not None:
+        skew = {n: abs((c - collected_at[n]) - (clocks[head] - collected_at[head]))
+                for n, c in clocks.items() if c is not None}
+        worst = max(skew.values(), default=0.0)
+        checks.append(Check("clock skew", PASS if worst <= MAX_CLOCK_SKEW_S else WARN, f"{worst:.2f}s at most",
+                            "" if worst <= MAX_CLOCK_SKEW_S else "run chrony/NTP on every node"))
+    return checks
+
+
+def same(checks: list[Check], name: str, values: dict[str, Optional[str]], fix: str) -> None:
+    distinct = {v for v in values.values()}
+    ok = len(distinct) == 1 and None not in distinct
+    evidence = "; ".join(f"{n}: {(v or 'none')[:24]}" for n, v in values.items())
+    checks.append(Check(name, PASS if ok else FAIL, evidence, "" if ok else fix))
+
+
+def _float(text: str) -> Optional[float]:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return None
+
+
+def as_json(nodes: list[NodeReport], cluster: list[Check]) -> str:
+    return json.dumps({"nodes": {n.node: [asdict(c) for c in n.checks] for n in nodes},
+                       "cluster": [asdict(c) for c in cluster],
+                       "failed": failed(nodes, cluster)}, indent=2)
+
+
+def failed(nodes: list[NodeReport], cluster: list[Check]) -> bool:
+    return any(c.status == FAIL for n in nodes for c in n.checks) or any(c.status == FAIL for c in cluster)

@@ -1,0 +1,85 @@
+"""`fab check`: catch a broken cluster in a minute, not after a 30-minute hang."""
+
+from __future__ import annotations
+
+import base64
+
+from invoke import task
+from invoke.exceptions import Exit
+from rich.table import Table
+from rich.text import Text
+
+from llmfab import checks
+from llmfab.exits import ExitStatus
+from llmfab.results import HostResult
+from llmfab.session import open_session, reported_errors
+from llmfab.steps.preflight import expect
+
+from .engine import ENGINE, choose_engine
+from .options import SSH
+
+STYLE = {checks.PASS: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
+
+
+def probe_outputs(result: HostResult) -> tuple[dict[str, tuple[int, str]], float]:
+    """name -> (exit status, output) from a node's fact records, and when the clock probe arrived."""
+    outs, clock_at = {}, 0.0
+    for name, rc, b64, arrived in (f[:4] for f in result.of_kind("fact") if len(f) >= 4):
+        outs[name] = (int(rc), base64.b64decode(b64).decode(errors="replace"))
+        if name == "clock":
+            clock_at = float(arrived)
+    return outs, clock_at
+
+
+def _table(title: str, rows: list[checks.Check]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("check", "result", "evidence", "fix"):
+        table.add_column(column, overflow="fold")
+    for c in rows:
+        table.add_row(c.name, Text(c.status, style=STYLE[c.status]), c.evidence, c.fix)
+    return table
+
+
+@task(help={**SSH, "engine": ENGINE, "json": "print the report as JSON"})
+def check(c, config=None, engine=None, json_=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+    """Preflight every node: GPUs, driver, fabric manager, peermem, HCAs, NIC, shm, disk, model, image, ports.
+
+    Each check says pass / warn / fail with its evidence and a one-sentence fix;
+    then the nodes are compared (one driver, one image ID, clocks in step).
+    Exits non-zero on any fail. Changes nothing.
+
+    Example:
+      fab check --config configs/h20-2x8.yaml --engine sglang
+    """
+    with reported_errors():
+        session = open_session(c, config, parallel=parallel or None, quiet=True,
+                               accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
+        choose_engine(session, engine, None)
+        results = session.fleet.run_phase("check")
+    reachable = [r for r in results if not r.failed]
+    by_name = {n.name: n for n in session.config.nodes}
+    nodes, outs, arrived = [], {}, {}
+    for r in reachable:
+        outs[r.host], arrived[r.host] = probe_outputs(r)
+        nodes.append(checks.judge_node(r.host, expect(session.config, by_name[r.host]), outs[r.host]))
+    expects = {r.host: expect(session.config, by_name[r.host]) for r in reachable}
+    cluster = checks.judge_cluster(expects, outs, arrived) if len(reachable) > 1 else []
+    out = session.reporter.out
+    if json_:
+        print(checks.as_json(nodes, cluster))
+    else:
+        for report in nodes:
+            out.print(_table(f"{report.node}", report.checks))
+        if cluster:
+            out.print(_table("cross-node consistency", cluster))
+    for r in results:
+        if r.failed:
+            out.print(Text(f"{r.host}: not checked: {r.reason}", style="bold magenta"))
+    counts = {s: sum(c.status == s for n in nodes for c in n.checks) + sum(c.status == s for c in cluster)
+              for s in (checks.PASS, checks.WARN, checks.FAIL)}
+    bad = checks.failed(nodes, cluster) or any(r.failed for r in results)
+    line = f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
+    if not json_:
+        out.print(Text(line, style="bold red" if bad else "bold green"))
+    if bad:
+        raise Exit(code=int(ExitStatus.HOST_FAILED))
