@@ -1,0 +1,116 @@
+"""`fab deploy` on two test hosts: a stub docker runs real Ray and a stand-in engine."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.harness.standin import docker_state
+
+from .scenario import fab, summary
+
+MODEL = "/models/DeepSeek-R1"
+IMAGES = {"vllm": "vllm/vllm-openai:v0.8.5", "sglang": "lmsysorg/sglang:v0.4.4-cu125",
+          "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"}
+
+
+def deploy_config(fleet, tmp_path, engine="vllm", **extra):
+    for host in fleet.hosts:
+        for image in IMAGES.values():
+            docker_state.add_image(host, image)
+        docker_state.add_model(host, MODEL)
+        docker_state.set_extra_env(host, STANDIN_START_DELAY="1")
+    overrides = {
+        "network": {"interface": "lo"},
+        "model": {"path": MODEL},
+        "engine": {"name": engine, "ready_timeout": 120, **extra.pop("engine", {})},
+        **extra,
+    }
+    return fleet.write_config(tmp_path / "c.yaml", **overrides)
+
+
+def running(host) -> list[dict]:
+    return [c for c in docker_state.containers(host) if c["status"] == "running"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_each_engine_deploys_becomes_ready_passes_the_smoke_test_and_stops(fleet_factory, tmp_path, engine):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, engine)
+    run = fab("deploy", "--config", str(config), timeout=400)
+    assert run.returncode == 0, run.output
+    assert "smoke: ttft_s=" in run.stdout and "ended with [DONE]" in run.stdout
+    assert all(len(running(h)) == 1 for h in fleet.hosts)
+
+    again = fab("deploy", "--config", str(config), "--skip-smoke", timeout=400)
+    assert again.returncode == 0, again.output
+    assert "changed=0" in summary(again), again.stdout
+
+    status = fab("status", "--config", str(config))
+    assert status.returncode == 0, status.output
+    assert re.search(rf"llmfab-engine\s+{engine}", status.stdout), status.stdout
+    assert "endpoint http://127.0.0.11:40000/health: up" in status.stdout
+
+    stop = fab("stop", "--config", str(config))
+    assert stop.returncode == 0, stop.output
+    assert all(not docker_state.containers(h) for h in fleet.hosts)
+
+
+def test_the_api_key_is_enforced_used_by_the_smoke_test_and_never_printed(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "vllm", engine={"api_key": "generate"})
+    run = fab("deploy", "--config", str(config), timeout=400)
+    assert run.returncode == 0, run.output
+    head = fleet.hosts[0]
+    key = head.read("/etc/llmfab/api_key")
+    assert key and len(key) >= 32
+    assert head.stat_mode("/etc/llmfab/api_key") & 0o777 == 0o600
+    assert key not in run.output
+    for call in head.calls("docker"):
+        assert key not in " ".join(call.args)
+    unauthorized = head.exec("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.11:40000/v1/models")
+    assert unauthorized.stdout == "401"
+
+
+def test_switching_engines_stops_the_running_one_first(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "sglang")
+    assert fab("deploy", "--config", str(config), "--skip-smoke", timeout=400).returncode == 0
+    switched = fab("deploy", "--engine", "vllm", "--config", str(config), timeout=400)
+    assert switched.returncode == 0, switched.output
+    assert "remove llmfab's engine containers of another deployment" in switched.stdout
+    for host in fleet.hosts:
+        (container,) = docker_state.containers(host)
+        assert container["image"] == IMAGES["vllm"]
+
+
+def test_a_worker_that_never_joins_times_out_with_a_diagnosis_naming_it(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "vllm", engine={"ready_timeout": 30})
+    fleet.hosts[1].stop()
+    run = fab("deploy", "--config", str(config), timeout=400)
+    assert run.returncode == 1
+    assert "never joined: n2 (127.0.0.12)" in run.stdout, run.stdout
+    assert "n2 (127.0.0.12) unreachable" in run.stdout
+    assert not running(fleet.hosts[0])
+
+
+def test_a_rank_that_dies_brings_the_group_down_and_is_reported(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "sglang")
+    docker_state.set_extra_env(fleet.hosts[1], STANDIN_FAIL_AFTER="2", STANDIN_START_DELAY="1")
+    run = fab("deploy", "--config", str(config), timeout=400)
+    assert run.returncode == 1
+    assert "stopping the engine on every node" in run.stdout
+    assert "FAILED hosts: n1" in run.stdout or "FAILED hosts: n1, n2" in run.stdout, run.stdout
+    assert all(not docker_state.containers(h) for h in fleet.hosts)
+
+
+def test_a_layout_that_does_not_match_the_gpus_is_refused_before_any_container(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "vllm", engine={"options": {"tensor_parallel_size": 4}})
+    run = fab("deploy", "--config", str(config))
+    assert run.returncode == 3
+    assert "4 x 2" in run.output and "16 GPUs" in run.output
+    assert all(not h.calls("docker") for h in fleet.hosts)
