@@ -9,10 +9,11 @@ before it changes anything.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
@@ -20,9 +21,14 @@ from .config import ClusterConfig, Node
 from .script import render_phase
 from .shell import render
 from .steps import PHASES
+from .steps.preflight import expect
 from .steps.system import identity
 
-BUNDLE_PHASES = ("prep",)
+BUNDLE_PHASES = ("prep", "check", "deploy", "smoke", "status", "logs", "stop")
+PACKAGE = Path(__file__).resolve().parent
+# The preflight judge runs on the node with its own python3: the same module fab uses.
+CHECK_LIBRARY = ["__init__.py", "checks.py", "facts/__init__.py", "facts/base.py", "facts/fabricmanager.py",
+                 "facts/gpu.py", "facts/ib.py", "facts/net.py", "facts/failures.py", "facts/nccl.py"]
 
 
 @dataclass
@@ -65,8 +71,12 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
     }
     for phase in phases:
         files[f"steps/{phase}.sh"] = render_phase(config, node, phase)
+    files["check/expect.json"] = json.dumps(asdict(expect(config, node)), indent=2) + "\n"
+    for name in CHECK_LIBRARY:
+        files[f"check/llmfab/{name}"] = (PACKAGE / name).read_text()
     for name, text in files.items():
         path = staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         path.chmod(0o755 if name.endswith(".sh") else 0o644)
     (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / n)}  {n}\n" for n in sorted(files)))

@@ -268,3 +268,43 @@ def as_json(nodes: list[NodeReport], cluster: list[Check]) -> str:
 
 def failed(nodes: list[NodeReport], cluster: list[Check]) -> bool:
     return any(c.status == FAIL for n in nodes for c in n.checks) or any(c.status == FAIL for c in cluster)
+
+
+def expect_from_json(text: str) -> Expect:
+    raw = json.loads(text)
+    return Expect(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def report_text(node: NodeReport) -> str:
+    """A plain-text table of one node's checks (run.sh prints it; no rich on the node)."""
+    lines = [f"{'check':<20} {'result':<6} evidence / fix"]
+    for c in node.checks:
+        lines.append(f"{c.name:<20} {c.status:<6} {c.evidence}")
+        if c.fix:
+            lines.append(f"{'':<27} fix: {c.fix}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """`python3 -m llmfab.checks EXPECT.json NODE < records`: judge one node from its probe records."""
+    import base64
+    import sys
+
+    expect = expect_from_json(open(argv[0]).read())
+    outs: dict[str, tuple[int, str]] = {}
+    for line in sys.stdin:
+        parts = line.rstrip("\n").split("\t")
+        if parts[:2] == ["@@llmfab", "fact"] and len(parts) >= 6:
+            outs[parts[3]] = (int(parts[4]), base64.b64decode(parts[5]).decode(errors="replace"))
+    report = judge_node(argv[1], expect, outs)
+    print(report_text(report))
+    bad = any(c.status == FAIL for c in report.checks)
+    counts = {s: sum(c.status == s for c in report.checks) for s in (PASS, WARN, FAIL)}
+    print(f"{argv[1]}: pass={counts[PASS]} warn={counts[WARN]} fail={counts[FAIL]}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

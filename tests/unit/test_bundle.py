@@ -31,7 +31,8 @@ def test_every_node_of_the_config_gets_a_bundle(exported):
 def test_a_bundle_runs_the_same_text_as_the_ssh_path(exported):
     cfg, out, written = exported
     for b in written:
-        assert (b.path / "steps" / "prep.sh").read_text() == render_phase(cfg, b.node, "prep")
+        for phase in ("prep", "check", "deploy", "smoke", "stop"):
+            assert (b.path / "steps" / f"{phase}.sh").read_text() == render_phase(cfg, b.node, phase)
 
 
 def test_sha256sums_lists_every_file_with_its_hash(exported):
@@ -39,14 +40,15 @@ def test_sha256sums_lists_every_file_with_its_hash(exported):
     b = written[0]
     lines = (b.path / "SHA256SUMS").read_text().splitlines()
     listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
-    assert set(listed) == {"run.sh", "steps/prep.sh", "node.env"}
+    assert {"run.sh", "steps/prep.sh", "steps/deploy.sh", "steps/check.sh", "node.env", "check/expect.json"} <= set(listed)
+    assert set(listed) == {p.relative_to(b.path).as_posix() for p in b.path.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     for name, digest in listed.items():
         assert hashlib.sha256((b.path / name).read_bytes()).hexdigest() == digest
 
 
 def test_generated_bash_is_clean_under_shellcheck_and_bash_n(exported):
     cfg, out, written = exported
-    scripts = [str(p) for b in written for p in (b.path / "run.sh", b.path / "steps" / "prep.sh")]
+    scripts = [str(p) for b in written for p in [b.path / "run.sh", *(b.path / "steps").glob("*.sh")]]
     for s in scripts:
         subprocess.run(["bash", "-n", s], check=True)
     subprocess.run(["shellcheck", "-S", "warning", *scripts], check=True)
@@ -73,3 +75,18 @@ def test_run_sh_refuses_another_node(tmp_path):
     (b, _) = bundle.export(cfg, tmp_path)
     out = subprocess.run(["bash", str(b.path / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
     assert out.returncode == 4 and "this machine is not n1" in out.stderr
+
+
+def test_sixteen_nodes_store_shared_artifacts_once(tmp_path):
+    raw = {"nodes": [{"name": f"n{i}", "address": f"10.0.0.{i}"} for i in range(1, 17)],
+           "engine": {"options": {"tensor_parallel_size": 8, "pipeline_parallel_size": 16}}}
+    cfg = config.parse(raw)
+    cache = tmp_path / "cache"
+    (cache / "files").mkdir(parents=True)
+    (cache / "files" / "big.run").write_bytes(b"x" * 1_000_000)
+    written = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    assert len(written) == 16
+    assert [p for p in (tmp_path / "out").rglob("big.run") if not p.is_symlink() and "artifacts" == p.parent.parent.name]
+    copies = [p for p in (tmp_path / "out").rglob("big.run") if p.resolve().parent.parent == (tmp_path / "out" / "artifacts").resolve()]
+    assert len({p.resolve() for p in copies}) == 1
+    assert all((b.path / "artifacts").is_symlink() for b in written)
