@@ -127,6 +127,9 @@ class System(Section):
         default_factory=lambda: {"net.core.somaxconn": 65535, "net.ipv4.tcp_max_syn_backlog": 65535}
     )
     hold_kernel: bool = True
+    # The nodes' OS release and Python, for fetching offline artifacts that fit them.
+    os_release: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12"] = "ubuntu-22.04"
+    python_version: str = Field("3.10", pattern=r"^3\.[0-9]+$")
 
     @field_validator("sysctl")
     @classmethod

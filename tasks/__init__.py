@@ -2,11 +2,12 @@
 
 from invoke import Collection
 
-from . import bundle, check, engine, planning, prep
+from . import artifacts, bundle, check, engine, planning, prep
 
 ns = Collection()
 ns.add_task(prep.prep)
 ns.add_task(bundle.export_bundle)
+ns.add_task(artifacts.fetch_artifacts)
 ns.add_task(planning.plan)
 ns.add_task(check.check)
 ns.add_task(engine.deploy)

@@ -5,6 +5,7 @@ from pathlib import Path
 from invoke import task
 
 from llmfab import bundle
+from llmfab.config import Engine
 from llmfab.output import console
 from llmfab.session import load_config, reported_errors
 
@@ -17,10 +18,11 @@ from .options import CONFIG
         "config": CONFIG,
         "out": "directory to write the bundles into (default: build/bundles/<cluster name>)",
         "tar": "also pack one llmfab-<node>.tar.gz per node (artifacts included)",
+        "engine": "vllm | sglang | trtllm: the engine the bundle deploys (default: the config's)",
         "artifacts": "artifact cache to ship (from fab fetch-artifacts); stored once, linked from every node",
     },
 )
-def export_bundle(c, config=None, out=None, tar=False, artifacts=None):
+def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=None):
     """Render one self-contained bundle per node: copy it over, then `bash run.sh prep`.
 
     Needs no connection to any node. Each bundle holds run.sh, the same step
@@ -32,6 +34,9 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None):
     """
     with reported_errors():
         cfg = load_config(config)
+        if engine and engine != cfg.engine.name:
+            cfg.engine = Engine(name=engine, port=cfg.engine.port, bind=cfg.engine.bind, api_key=cfg.engine.api_key,
+                                ready_timeout=cfg.engine.ready_timeout)
         target = Path(out) if out else Path("build/bundles") / cfg.cluster.name
         written = bundle.export(cfg, target, tar=tar, artifacts=Path(artifacts) if artifacts else None)
     out_ = console()
