@@ -33,9 +33,12 @@ install_stubs() {
   install_stub nvidia-smi /usr/bin/nvidia-smi
   install_stub ibstat /usr/sbin/ibstat
   install_stub apt-get /usr/bin/apt-get
+  # The curl stub hands loopback URLs to the real curl (health checks, smoke tests).
+  [[ -e /usr/lib/llmfab-stubs/curl.real ]] || cp -p /usr/bin/curl /usr/lib/llmfab-stubs/curl.real
   install_stub curl /usr/bin/curl
   install_stub nvidia-ctk /usr/bin/nvidia-ctk
   install_stub update-initramfs /usr/sbin/update-initramfs
+  install_stub docker /usr/bin/docker /usr/local/bin/docker
 }
 
 # configure_sshd writes an sshd_config that works in a chroot without PAM.
