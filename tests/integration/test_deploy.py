@@ -15,7 +15,7 @@ IMAGES = {"vllm": "vllm/vllm-openai:v0.8.5", "sglang": "lmsysorg/sglang:v0.4.4-c
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"}
 
 
-def deploy_config(fleet, tmp_path, engine="vllm", **extra):
+def deploy_config(fleet, tmp_path, name="vllm", engine=None, **extra):
     for host in fleet.hosts:
         for image in IMAGES.values():
             docker_state.add_image(host, image)
@@ -24,7 +24,7 @@ def deploy_config(fleet, tmp_path, engine="vllm", **extra):
     overrides = {
         "network": {"interface": "lo"},
         "model": {"path": MODEL},
-        "engine": {"name": engine, "ready_timeout": 120, **extra.pop("engine", {})},
+        "engine": {"name": name, "ready_timeout": 120, **(engine or {})},
         **extra,
     }
     return fleet.write_config(tmp_path / "c.yaml", **overrides)
