@@ -241,6 +241,14 @@ class Model(Section):
     served_name: str = Field("DeepSeek-R1", min_length=1, max_length=128)
     dtype: Literal["fp8", "bf16"] = "fp8"
     source: Literal["modelscope", "huggingface"] = "modelscope"
+    # fab model: a branch, tag or commit, so that every node gets the same files.
+    revision: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+    # Download size in GB for the free-disk check (default: llmfab/models/<model>.yaml).
+    size_gb: Optional[float] = Field(None, gt=0)
+    # Record and check the sha256 of every file (slow: reads all the weights on every node).
+    checksums: bool = False
+    # Offline bundles: copy the weights from the bundle's artifacts/models/<dir>/ (else verify only).
+    in_bundle: bool = False
 
     @field_validator("path")
     @classmethod
@@ -261,7 +269,35 @@ class Engine(Section):
     # none | generate | the key itself. Stored mode 0600 on the head, never logged.
     api_key: str = "none"
     ready_timeout: int = Field(3600, ge=30, le=86400)
+    # The cross-node all-reduce of `fab check --nccl` gives up after this long.
+    nccl_timeout: int = Field(300, ge=10, le=3600)
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class WebUI(Section):
+    """Open WebUI on the head (fab webui), pointed at the engine's endpoint."""
+
+    image: str = Field("ghcr.io/open-webui/open-webui:v0.6.41", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+    port: int = Field(8080, ge=1, le=65535)
+    bind: str = "0.0.0.0"
+    # Users, chats and settings live here on the head; re-deploying keeps them.
+    data_dir: str = "/var/lib/llmfab/open-webui"
+    ready_timeout: int = Field(600, ge=10, le=3600)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9._/-]+$", v):
+            raise ValueError("must be an absolute path of letters, digits and ._-/")
+        return v.rstrip("/")
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError("must be an IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1") from None
 
 
 class ClusterConfig(Section):
@@ -277,6 +313,7 @@ class ClusterConfig(Section):
     mirrors: Mirrors = Field(default_factory=Mirrors)
     model: Model = Field(default_factory=Model)
     engine: Engine = Field(default_factory=Engine)
+    webui: WebUI = Field(default_factory=WebUI)
 
     # Filled in by load(); not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)

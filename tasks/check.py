@@ -11,6 +11,8 @@ from rich.text import Text
 
 from llmfab import checks
 from llmfab.exits import ExitStatus
+from llmfab.facts.failures import diagnose_log
+from llmfab.facts.nccl import parse_allreduce
 from llmfab.results import HostResult
 from llmfab.session import open_session, reported_errors
 from llmfab.steps.preflight import expect
@@ -40,8 +42,43 @@ def _table(title: str, rows: list[checks.Check]) -> Table:
     return table
 
 
-@task(help={**SSH, "engine": ENGINE, "json": "print the report as JSON"})
-def check(c, config=None, engine=None, json_=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+def nccl_report(out, session, results: list[HostResult]) -> bool:
+    """Print the all-reduce's bus bandwidth per size, or what went wrong and where; True when it passed."""
+    head = session.config.head.name
+    logs = {r.host: r.logs().get("allreduce", "") for r in results}
+    report = parse_allreduce(logs.get(head, ""))
+    if report.ok and not any(r.failed for r in results):
+        table = Table(title=f"all-reduce over {report.world} GPUs", title_justify="left")
+        for column in ("size", "time (us)", "algbw (GB/s)", "busbw (GB/s)"):
+            table.add_column(column, justify="right")
+        for sample in report.samples:
+            table.add_row(_size(sample.size_bytes), f"{sample.time_us:.1f}", f"{sample.algbw_GBps:.2f}",
+                          f"{sample.busbw_GBps:.2f}")
+        out.print(table)
+        return True
+    for r in results:
+        if r.failed:
+            out.print(Text(f"{r.host}: all-reduce failed: {r.reason}", style="bold red"))
+        for d in diagnose_log(logs.get(r.host, "") + "\n" + "\n".join(s.tail for s in r.steps)):
+            out.print(Text(f"{r.host}: likely cause: {d.cause}", style="bold red"))
+            out.print(Text(f"    evidence: {d.evidence_line.strip()[:200]}"))
+            out.print(Text(f"    fix: {d.fix}"))
+    for failure in report.failures:
+        out.print(Text(f"rank {failure.rank} failed in {failure.phase}: {failure.reason}", style="bold red"))
+    return False
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} B"
+
+
+@task(help={**SSH, "engine": ENGINE, "json": "print the report as JSON",
+            "nccl": "also run an all-reduce over every GPU of every node inside the engine image (bounded by engine.nccl_timeout)"})
+def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, accept_new_host_keys=False,
+          ask_sudo_pass=False):
     """Preflight every node: GPUs, driver, fabric manager, peermem, HCAs, NIC, shm, disk, model, image, ports.
 
     Each check says pass / warn / fail with its evidence and a one-sentence fix;
@@ -78,6 +115,9 @@ def check(c, config=None, engine=None, json_=False, parallel=0, accept_new_host_
     counts = {s: sum(c.status == s for n in nodes for c in n.checks) + sum(c.status == s for c in cluster)
               for s in (checks.PASS, checks.WARN, checks.FAIL)}
     bad = checks.failed(nodes, cluster) or any(r.failed for r in results)
+    if nccl:
+        with reported_errors():
+            bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
     line = f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
     if not json_:
         out.print(Text(line, style="bold red" if bad else "bold green"))

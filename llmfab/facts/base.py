@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Pattern
 
+MAX_LINE = 10000  # longer lines are cut before matching: bounds the regex cost on pathological input
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -57,6 +58,7 @@ class Rule:
         every named group (an address, a version) gives the evidence, the first keeps the place."""
         first = None
         for number, line in enumerate(lines):
+            line = line[:MAX_LINE]
             m = self.pattern.search(line)
             if not m:
                 continue

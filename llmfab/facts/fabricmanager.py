@@ -85,14 +85,8 @@ class FabricManagerLog:
 
 def diagnose_fabricmanager(text: str) -> "list[Diagnosis]":
     """Every fabric-manager cause the text shows, once each, in rule order."""
-    found = []
-    for rule in FM_RULES:
-        for line in text.splitlines():
-            d = rule.diagnose(line)
-            if d:
-                found.append(d)
-                break
-    return found
+    lines = text.splitlines()
+    return [hit[1] for hit in (rule.scan(lines) for rule in FM_RULES) if hit]
 
 
 @never_raises(lambda why: FabricManagerLog(reason=why))

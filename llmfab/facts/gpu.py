@@ -163,7 +163,7 @@ def parse_smi_table(text: str) -> GpuInventory:
     cuda = re.search(r"CUDA Version:\s*([\d.]+)", text)
     gpus, lines = [], text.splitlines()
     for i, line in enumerate(lines):
-        m = GPU_ROW.match(line)
+        m = GPU_ROW.match(line) if len(line) < 300 else None  # table rows are ~90 characters
         if not m:
             continue
         mem = MEM_ROW.search(lines[i + 1]) if i + 1 < len(lines) else None

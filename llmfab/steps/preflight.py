@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ..checks import Expect, probes
 from ..config import ClusterConfig, Node
+from pathlib import Path
+
 from ..engines import Launch
+from ..engines.launch import fabric_env
 from . import Step, register
 from .engine import deployment
 
@@ -33,4 +36,26 @@ def probe(config: ClusterConfig, node: Node) -> dict:
     return {"names": list(cmds), "commands": list(cmds.values())}
 
 
+NCCL_PORT = 29511
+ALLREDUCE = Path(__file__).resolve().parent.parent / "scripts" / "allreduce_check.py"
+
+
+def nccl(config: ClusterConfig, node: Node) -> dict:
+    """The all-reduce with exactly the environment the engine's containers get."""
+    d = deployment(config)
+    info = d.node_info(node)
+    env = fabric_env(d.launch, info)
+    return {
+        "image": d.profile.image_ref,
+        "timeout": config.engine.nccl_timeout,
+        "env": [a for k, v in env.items() for a in ("-e", f"{k}={v}")] + ["-e", "NCCL_DEBUG=INFO"],
+        "launch": [f"--nnodes={len(config.nodes)}", f"--node-rank={config.rank(node)}",
+                   f"--nproc-per-node={config.gpu.per_node}", f"--master-addr={config.head.address}",
+                   f"--master-port={NCCL_PORT}"],
+        "sizes": ["--min-bytes", "1M", "--max-bytes", "1G"],
+        "script_text": ALLREDUCE.read_text(),
+    }
+
+
 register("check", Step("preflight-probe", "run the read-only preflight probes", "check/probe.sh.j2", probe))
+register("nccl", Step("nccl-allreduce", "all-reduce across every GPU of every node", "check/nccl.sh.j2", nccl))

@@ -1,0 +1,139 @@
+"""Model phases: the weights on every node, complete and identical.
+
+- ``model`` (every node): download the configured model into ``model.path``
+  (ModelScope or Hugging Face, both resume), after a free-disk check; offline
+  (a bundle with artifacts) the weights are copied from the bundle when
+  ``model.in_bundle``, else only verified. Then verify.
+- ``model-verify`` (every node): read-only; every shard the index lists is
+  present with the size the manifest records.
+- ``model-serve`` / ``model-pull`` / ``model-unserve`` (``fab model
+  --distribute``): the head serves its copy read-only with a short-lived rsync
+  daemon; the workers pull from it in parallel; the head stops the daemon.
+
+A complete download leaves ``llmfab-manifest.json`` in the model directory
+(every file's name and size, sha256 where known): it is what the next run
+probes, so a complete model is never fetched again, and what a worker that
+pulled from the head is checked against.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from ..config import ClusterConfig, Node
+from ..models import UnknownModelError, load_model
+from . import Step, register
+
+MANIFEST = "llmfab-manifest.json"
+DISTRIBUTE_PORT = 8730
+# The loaded weights (llmfab/models/*.yaml) plus tokenizer, MTP layer and
+# embeddings kept in BF16: what the repository really holds is a little more.
+HEADROOM = 1.05
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One run of ``fab model --distribute``: the port and the one-time password."""
+
+    port: int
+    token: str
+
+
+_RUNS: dict[int, tuple[ClusterConfig, Distribution]] = {}
+
+
+def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT) -> Distribution:
+    """Choose the port and a fresh password for this run; the serve and pull scripts share them."""
+    plan = Distribution(port, secrets.token_hex(24))
+    _RUNS[id(config)] = (config, plan)
+    return plan
+
+
+def distribution(config: ClusterConfig) -> Distribution:
+    """This run's distribution (a fresh one if the task planned none)."""
+    hit = _RUNS.get(id(config))
+    if hit is None or hit[0] is not config:
+        return plan_distribution(config)
+    return hit[1]
+
+
+def download_bytes(config: ClusterConfig) -> int:
+    """Bytes the download needs on disk: model.size_gb, else the model's description; 0 if unknown."""
+    m = config.model
+    if m.size_gb:
+        return round(m.size_gb * 1e9)
+    try:
+        spec = load_model(m.id)
+    except UnknownModelError:
+        return 0
+    for checkpoint in spec.checkpoints.values():
+        if checkpoint.repo and checkpoint.repo.lower() == m.id.lower():
+            return round(checkpoint.weights_gb * 1e9 * HEADROOM)
+    try:
+        return round(spec.weights_bytes(m.dtype) * HEADROOM)
+    except ValueError:
+        return 0
+
+
+def _wait(config: ClusterConfig) -> int:
+    """How long a step waits for a transfer: just under the SSH command timeout."""
+    return max(60, config.ssh.command_timeout - 60)
+
+
+def _is_head(config: ClusterConfig, node: Node) -> bool:
+    return config.head.name == node.name
+
+
+def _common(config: ClusterConfig) -> dict:
+    m = config.model
+    return {"path": m.path, "model": m.id, "source": m.source, "revision": m.revision or "",
+            "checksums": 1 if m.checksums else 0, "manifest": MANIFEST}
+
+
+def download(config: ClusterConfig, node: Node) -> dict:
+    return {**_common(config), "lib": True, "need": download_bytes(config), "wait": _wait(config),
+            "in_bundle": 1 if config.model.in_bundle else 0, "bundled": PurePosixPath(config.model.path).name,
+            "state": "/var/lib/llmfab/model-download", "log": "/var/log/llmfab/model-download.log"}
+
+
+def verify(lib: bool):
+    def context(config: ClusterConfig, node: Node) -> dict:
+        return {**_common(config), "lib": lib}
+    return context
+
+
+def serve(config: ClusterConfig, node: Node) -> dict:
+    workers = [n for n in config.ranked_nodes() if not _is_head(config, n)]
+    plan = distribution(config)
+    return {"path": config.model.path, "manifest": MANIFEST, "address": node.address, "port": plan.port,
+            "token": plan.token, "allow": [n.address for n in workers], "lifetime": _wait(config) + 600,
+            "run": "/run/llmfab/model-rsyncd"}
+
+
+def pull(config: ClusterConfig, node: Node) -> dict:
+    plan = distribution(config)
+    return {**_common(config), "lib": True, "head": config.head.address, "address": node.address,
+            "port": plan.port, "token": plan.token, "wait": _wait(config)}
+
+
+def unserve(config: ClusterConfig, node: Node) -> dict:
+    return {"run": "/run/llmfab/model-rsyncd"}
+
+
+DOWNLOAD = Step("model-download", "download the model to this node", "model/download.sh.j2", download)
+VERIFY_TITLE = "check that every shard is present with the right size"
+
+# The llmfab__model_* helpers (model/lib.sh.j2) are rendered once per script,
+# by the first step of the phase that needs them (its context says lib=True).
+register("model", DOWNLOAD, Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False)))
+register("model-verify", Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(True)))
+register("model-serve", Step("model-serve", "serve the model to the workers (head)", "model/serve.sh.j2", serve,
+                             only=_is_head))
+register("model-pull", Step("model-pull", "pull the model from the head (workers)", "model/pull.sh.j2", pull,
+                            only=lambda c, n: not _is_head(c, n)),
+         Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False),
+              only=lambda c, n: not _is_head(c, n)))
+register("model-unserve", Step("model-unserve", "stop serving the model (head)", "model/unserve.sh.j2", unserve,
+                               only=_is_head))
