@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from llmfab.fleet import Fleet  # noqa: E402
 from llmfab.results import HostResult  # noqa: E402
 from llmfab.ssh import SSHOptions  # noqa: E402
 from tests.harness.testhosts import TestFleet  # noqa: E402
-from tests.harness.scenarios import bench_overrides  # noqa: E402
+from tests.integration.scenario import prepared_config  # noqa: E402
 
 
 class Quiet:
@@ -82,8 +83,9 @@ def prep(cfg) -> tuple[float, int]:
 
 def measure(count: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="llmfab-bench-") as tmp:
-        with TestFleet(count=count, workdir=Path(tmp) / "hosts") as hosts:
-            cfg = config_mod.load(hosts.write_config(Path(tmp) / "cluster.yaml", **bench_overrides(hosts)))
+        port = int(os.environ.get("LLMFAB_TESTHOST_PORT", "2222"))
+        with TestFleet(count=count, workdir=Path(tmp) / "hosts", kernel_meta=True, first_octet=101, port=port) as hosts:
+            cfg = config_mod.load(prepared_config(hosts, Path(tmp) / "cluster.yaml"))
             floors = [floor(cfg) for _ in range(repeats)]
             first, first_cmds = prep(cfg)
             noops = [prep(cfg) for _ in range(repeats)]
