@@ -159,6 +159,8 @@ def _url(v: Optional[str]) -> Optional[str]:
 
 
 class Nvidia(Section):
+    # false: leave the NVIDIA stack alone (nodes whose drivers someone else manages).
+    enabled: bool = True
     driver_version: str = "550.54.14"
     cuda_version: str = "12.4.0"
     # Replacing a different installed driver is never silent (prep --upgrade-driver).

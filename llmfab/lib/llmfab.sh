@@ -235,7 +235,13 @@ llmfab_hold() {
     llmfab_ok "held: $*"
     return 0
   fi
-  llmfab_do "hold ${missing[*]}" apt-mark hold "${missing[@]}"
+  llmfab_do "hold ${missing[*]}" llmfab__set_hold "${missing[@]}"
+}
+
+# llmfab__set_hold marks packages held in dpkg's selections: what `apt-mark hold`
+# does, without its half second of loading apt's cache.
+llmfab__set_hold() {
+  printf '%s hold\n' "$@" | dpkg --set-selections
 }
 
 # llmfab_service makes a systemd unit enabled and active, and checks it stays up.
@@ -309,7 +315,11 @@ llmfab__record() {
 
 # llmfab__join joins the lines of FILE with "; ".
 llmfab__join() {
-  awk 'NR > 1 { printf "; " } { printf "%s", $0 }' "$1"
+  local -a lines
+  mapfile -t lines <"$1"
+  local IFS=$'\x1f'
+  local joined="${lines[*]}"
+  printf '%s' "${joined//$'\x1f'/; }"
 }
 
 # llmfab__run_step runs one step function in a subshell with its output captured,

@@ -6,9 +6,10 @@ host networking. ``docker exec`` runs it there against the deployed endpoint.
 What each engine version ships was read from its release:
 
 - vLLM v0.8.5 and v0.33.0: ``vllm bench serve`` (the wheels'
-  ``vllm/entrypoints/cli/benchmark/serve.py`` over ``vllm/benchmarks/serve.py``).
-  The image has no ``benchmarks/benchmark_serving.py``: that script lives in
-  the source tree, not in the wheel the image installs.
+  ``vllm/entrypoints/cli/benchmark/serve.py`` over ``vllm/benchmarks/serve.py``),
+  in the wheel the image installs. ``benchmarks/benchmark_serving.py`` is a
+  source-tree script: missing from the images of April 2025 (vllm#16602), added
+  to them some time before May 2025 (vllm#13598); llmfab does not rely on it.
 - SGLang v0.4.4: ``python3 -m sglang.bench_serving``; its "random" prompts are
   cut from a ShareGPT file it downloads unless ``--dataset-path`` names one, so
   llmfab writes synthetic prompts on the head and copies them in.

@@ -35,12 +35,16 @@ def fabricmanager(config: ClusterConfig, node: Node) -> dict:
 
 register(
     "prep",
-    Step("build-prereqs", "install gcc, make, dkms, kernel headers", "nvidia/prereqs.sh.j2", prereqs),
-    Step("nvidia-driver", "install the NVIDIA driver and CUDA toolkit", "nvidia/driver.sh.j2", driver),
-    Step("nvitop", "install the nvitop GPU monitor", "nvidia/nvitop.sh.j2", enabled=lambda c: c.nvidia.nvitop),
+    Step("build-prereqs", "install gcc, make, dkms, kernel headers", "nvidia/prereqs.sh.j2", prereqs,
+         enabled=lambda c: c.nvidia.enabled),
+    Step("nvidia-driver", "install the NVIDIA driver and CUDA toolkit", "nvidia/driver.sh.j2", driver,
+         enabled=lambda c: c.nvidia.enabled),
+    Step("nvitop", "install the nvitop GPU monitor", "nvidia/nvitop.sh.j2",
+         enabled=lambda c: c.nvidia.enabled and c.nvidia.nvitop),
     Step(
         "fabric-manager", "install and start the matching fabric manager", "nvidia/fabricmanager.sh.j2",
-        fabricmanager, enabled=lambda c: c.nvidia.fabricmanager,
+        fabricmanager, enabled=lambda c: c.nvidia.enabled and c.nvidia.fabricmanager,
     ),
-    Step("gpudirect-rdma", "load and persist nvidia-peermem", "nvidia/peermem.sh.j2", enabled=lambda c: c.nvidia.peermem),
+    Step("gpudirect-rdma", "load and persist nvidia-peermem", "nvidia/peermem.sh.j2",
+         enabled=lambda c: c.nvidia.enabled and c.nvidia.peermem),
 )
