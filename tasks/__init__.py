@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import artifacts, bundle, check, engine, planning, prep
+from . import artifacts, bench, bundle, check, engine, planning, prep
 
 ns = Collection()
 ns.add_task(prep.prep)
@@ -10,6 +10,7 @@ ns.add_task(bundle.export_bundle)
 ns.add_task(artifacts.fetch_artifacts)
 ns.add_task(planning.plan)
 ns.add_task(check.check)
+ns.add_task(bench.bench)
 ns.add_task(engine.deploy)
 ns.add_task(engine.smoke)
 ns.add_task(engine.status)

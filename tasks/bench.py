@@ -116,14 +116,17 @@ def _run(session: Session, d: Deployment, work: bench_step.Workload, root: Path)
 def _setup(session: Session, d: Deployment, work: bench_step.Workload) -> dict:
     """What the run measured: the values a comparison needs besides the figures."""
     cfg, keys = session.config, LAYOUT[d.engine]
-    ep = d.options.get("ep_size") or (cfg.gpu.per_node if d.options.get("enable_expert_parallel") else None)
+    tp, pp = int(d.options.get(keys["tp"]) or 1), int(d.options.get(keys["pp"]) or 1)
+    # vLLM's expert parallelism spans TP x DP; SGLang and TensorRT-LLM name their size.
+    ep = d.options.get("ep_size") or (tp * int(d.options.get("data_parallel_size") or 1)
+                                      if d.options.get("enable_expert_parallel") else None)
     return {
         "engine": d.engine, "version": d.profile.version, "image": d.profile.image_ref,
         "cluster": cfg.cluster.name, "head": {"name": cfg.head.name, "address": cfg.head.address},
         "model": {"id": cfg.model.id, "path": cfg.model.path, "served_name": cfg.model.served_name},
         "fingerprint": d.fingerprint,
         "layout": {"nodes": len(cfg.nodes), "gpus_per_node": cfg.gpu.per_node,
-                   "tp": int(d.options.get(keys["tp"]) or 1), "pp": int(d.options.get(keys["pp"]) or 1), "ep": ep},
+                   "tp": tp, "pp": pp, "ep": ep},
         "options": dict(d.options), "workload": work.as_dict(), "api_key": cfg.engine.api_key != "none",
     }
 

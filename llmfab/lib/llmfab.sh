@@ -315,10 +315,10 @@ llmfab__record() {
 
 # llmfab__join joins the lines of FILE with "; ".
 llmfab__join() {
-  local -a lines
-  mapfile -t lines <"$1"
+  local -a joined_lines
+  mapfile -t joined_lines <"$1"
   local IFS=$'\x1f'
-  local joined="${lines[*]}"
+  local joined="${joined_lines[*]}"
   printf '%s' "${joined//$'\x1f'/; }"
 }
 

@@ -1,0 +1,153 @@
+"""`fab model`: the weights on every node, complete and the same everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from invoke import task
+from invoke.exceptions import Exit
+from rich.text import Text
+
+from llmfab.exits import ExitStatus
+from llmfab.results import HostResult, Status
+from llmfab.session import Session, open_session, reported_errors
+from llmfab.steps import model as model_steps
+
+from .options import DRY_RUN, SSH
+
+DAY = 86400
+
+
+def listing(result: HostResult) -> dict[str, str]:
+    """name -> size on that node ("missing" when absent), from its model-verify records."""
+    return {f[0]: f[1] for f in result.of_kind("model-file") if len(f) >= 2}
+
+
+def differences(reference: str, want: dict[str, str], host: str, have: dict[str, str]) -> list[str]:
+    """How HOST's listing differs from REFERENCE's, one line per file."""
+    out = []
+    for name in sorted(want.keys() | have.keys()):
+        a, b = want.get(name, "missing"), have.get(name, "missing")
+        if a == b:
+            continue
+        if b == "missing":
+            out.append(f"{host}: {name} is missing ({reference} has {a} bytes)")
+        elif a == "missing":
+            out.append(f"{host}: {name} ({b} bytes) is not on {reference}")
+        else:
+            out.append(f"{host}: {name} is {b} bytes, {reference} has {a}")
+    return out
+
+
+def compare(results: list[HostResult], head: str) -> list[str]:
+    """Every difference between a verified node's model and the head's (else the first verified node's)."""
+    verified = [r for r in results if not r.failed and listing(r)
+                and any(s.step == "model-verify" and s.status == Status.OK for s in r.steps)]
+    if len(verified) < 2:
+        return []
+    reference = next((r for r in verified if r.host == head), verified[0])
+    want = listing(reference)
+    return [line for r in verified if r is not reference
+            for line in differences(reference.host, want, r.host, listing(r))]
+
+
+def merge(*runs: list[HostResult]) -> list[HostResult]:
+    """One result per host from several phases run one after another."""
+    merged: dict[str, HostResult] = {}
+    for run in runs:
+        for r in run:
+            m = merged.setdefault(r.host, HostResult(r.host, r.address))
+            m.steps += r.steps
+            m.records += r.records
+            m.reboots += r.reboots
+            m.error = m.error or r.error
+            m.unreachable = m.unreachable or r.unreachable
+            m.stderr_tail = m.stderr_tail or r.stderr_tail
+            m.seconds += r.seconds
+            m.commands += r.commands
+    return list(merged.values())
+
+
+def _phase_on(session: Session, phase: str, nodes) -> list[HostResult]:
+    session.fleet.nodes = list(nodes)
+    session.reporter.out.print(f"[bold]{phase}[/bold] on {', '.join(n.name for n in nodes)}"
+                               + (" — dry run, nothing will change" if session.dry_run else ""))
+    return session.fleet.run_phase(phase, dry_run=session.dry_run)
+
+
+def distributed(session: Session, port: int) -> list[HostResult]:
+    """Download on the head, serve it, let the workers pull in parallel, stop serving."""
+    config = session.config
+    head = config.head
+    workers = [n for n in session.nodes if n.name != head.name]
+    first = _phase_on(session, "model", [head])
+    if first[0].failed or not workers:
+        return first
+    model_steps.plan_distribution(config, port)
+    serving = _phase_on(session, "model-serve", [head])
+    if serving[0].failed:
+        return merge(first, serving)
+    try:
+        pulled = _phase_on(session, "model-pull", workers)
+    finally:
+        stopped = _phase_on(session, "model-unserve", [head])
+    return merge(first, serving, stopped, pulled)
+
+
+def report(session: Session, results: list[HostResult]) -> list[str]:
+    """Print each node's model and the differences between nodes; return the differences."""
+    out = session.reporter.out
+    for r in results:
+        files = listing(r)
+        if files:
+            size = sum(int(s) for s in files.values() if s.isdigit())
+            out.print(f"{r.host}: {len(files)} files, {size / 1e9:.1f} GB at {session.config.model.path}")
+    found = compare(results, session.config.head.name)
+    for line in found:
+        out.print(Text(line, style="bold red"))
+    return found
+
+
+@task(help={**SSH, "dry-run": DRY_RUN,
+            "distribute": "download once on the head; the workers pull from it over the cluster network",
+            "verify": "only check every node's model (changes nothing)",
+            "port": f"TCP port of the head's transfer service with --distribute (default {model_steps.DISTRIBUTE_PORT})",
+            "timeout": "seconds a node may take (default: ssh.command_timeout, at least a day); a download "
+                       "still running then goes on in the background"})
+def model(c, config=None, distribute=False, verify=False, port=model_steps.DISTRIBUTE_PORT, timeout=0,
+          dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+    """Download the model to every node, then check all nodes hold the same complete copy.
+
+    Each node downloads model.id from model.source (ModelScope or Hugging Face)
+    into model.path after a free-disk check. Downloads resume where they
+    stopped, report progress, and go on in the background if the connection
+    drops (run again to wait for them). A node whose copy matches its
+    llmfab-manifest.json transfers nothing. With --distribute the head
+    downloads once and the workers pull from it in parallel (rsync from a
+    read-only service on the head that lives for this run only). Every node is
+    then verified: each shard of model.safetensors.index.json present with the
+    right size, and the same files and sizes as the head.
+
+    Examples:
+      fab model
+      fab model --distribute
+      fab -H n2 model --verify
+    """
+    with reported_errors():
+        session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
+                               accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
+        limit = int(timeout) or max(session.config.ssh.command_timeout, DAY)
+        session.config.ssh.command_timeout = limit
+        session.fleet.options = replace(session.fleet.options, command_timeout=limit)
+        if verify:
+            results = session.run_phase("model-verify")
+        elif distribute:
+            results = distributed(session, int(port))
+        else:
+            results = session.run_phase("model")
+        differ = report(session, results)
+        session.finish(results, "model" + (" (dry run)" if dry_run else ""))
+        if differ:
+            raise Exit("the nodes' models differ (see above): run fab model on the nodes named, or "
+                       "fab model --distribute to copy the head's", code=int(ExitStatus.HOST_FAILED))
+

@@ -1,0 +1,66 @@
+"""diagnose_log names the likely cause of each field failure, and nothing in clean output."""
+import pytest
+
+from fixture_text import FIXTURES, load_fixture
+from llmfab.facts.failures import RULES, diagnose_log
+
+# fixture -> words the first diagnosis' cause must contain, and words its fix must contain
+CASES = [
+    ("field/failures/gloo-connectfullmesh-vllm-ray.txt", "GLOO_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"),
+    ("field/failures/nccl-net-ib-completion-error-h100-ib0.txt", "vendor err 81", "NCCL_IB_GID_INDEX"),
+    ("field/failures/nccl-net-ib-completion-error-vendor-err-129.txt", "vendor err 129", "ibstat"),
+    ("field/failures/sglang-dist-init-addr-c10d-socket-timeout-2node-h20.txt", "11.130.1.53:5000", "nc -zv"),
+    ("field/ray/ray-client-unable-to-connect-gcs-ray-head.txt", "172.17.0.2:6379", "6379"),
+    ("field/ray/ray-init-existing-cluster-gcs-timeout.txt", "172.23.15.13:20000", "ray start"),
+    ("field/ray/ray-start-worker-gcs-connect-fail-empty-address.txt", "host part is empty", "HEAD_IP"),
+    ("field/ray/ray-start-worker-unable-to-connect-gcs-node-py.txt", "127.0.0.1:6379", "HEAD_IP"),
+    ("field/failures/ray-version-mismatch-python-patch-ray-start.txt", "Python 3.10.15", "same image"),
+    ("field/failures/cuda-oom-deepseek-v3-load-sglang-8xH200.txt", "out of memory", "FP8"),
+    ("field/failures/container-runtime-unsatisfied-cuda-12.8.txt", "CUDA 12.8", "driver"),
+    ("field/fabricmanager/cuda-802-bandwidthTest-cudaErrorSystemNotReady.txt", "802", "nvidia-fabricmanager"),
+    ("field/fabricmanager/cuda-802-gpu-burn-8xH100.txt", "fabric manager", "nvidia-fabricmanager"),
+    ("field/fabricmanager/cuda-802-torch-userwarning-fm-missing.txt", "802", "nvidia-fabricmanager"),
+    ("field/fabricmanager/journal-fm-driver-version-mismatch-530.txt", "530.30.02", "530.41.03"),
+    ("field/failures/nccl-watchdog-timeout-sglang-2xH100-allgather.txt", "_ALLGATHER_BASE after 600000 ms",
+     "allreduce_check.py"),
+    ("field/gpu/nvidia-smi-fail-module-not-found.txt", "kernel module", "uname -r"),
+]
+
+
+@pytest.mark.parametrize("relpath, cause_words, fix_words", CASES, ids=[c[0].rsplit("/", 1)[1] for c in CASES])
+def test_each_field_failure_is_named_with_its_evidence_and_a_fix(relpath, cause_words, fix_words):
+    text = load_fixture(relpath)
+    found = diagnose_log(text)
+    assert found, "no diagnosis"
+    first = found[0]
+    assert cause_words in first.cause and fix_words in first.fix
+    assert first.evidence_line and first.evidence_line in text
+
+
+@pytest.mark.parametrize("relpath", sorted(
+    p.relative_to(FIXTURES).as_posix() for pattern in ("field/engine-ready/*.txt", "field/bench/*.txt",
+                                                       "field/ib/*.txt", "h200/*.txt")
+    for p in FIXTURES.glob(pattern)) + ["field/ray/ray-status-2node-idle-2gpu.txt",
+                                       "field/fabricmanager/systemctl-status-active-nvlsm-with-journal.txt"])
+def test_healthy_output_gets_no_diagnosis(relpath):
+    assert diagnose_log(load_fixture(relpath)) == []
+
+
+def test_causes_come_in_the_order_they_first_appear():
+    text = ("Error 802: system not yet initialized\n"
+            "[rank0]: RuntimeError: Gloo connectFullMesh failed with [pair.cc:144] no error\n")
+    assert [("802" in d.cause, "Gloo" in d.cause) for d in diagnose_log(text)] == [(True, False), (False, True)]
+
+
+def test_a_status_with_mismatch_and_failed_unit_gives_the_mismatch_first():
+    found = diagnose_log(load_fixture("field/fabricmanager/systemctl-status-fm-driver-version-mismatch.txt"))
+    assert "550.127.05" in found[0].cause and found[1].cause == "the fabric manager service failed to start"
+
+
+def test_every_fix_is_one_sentence():
+    for rule in RULES:
+        assert rule.fix.endswith(".") and ". " not in rule.fix.replace("e.g. ", ""), rule.name
+
+
+def test_bytes_and_none_are_accepted():
+    assert diagnose_log(None) == [] and diagnose_log(b"\xffGloo connectFullMesh failed")[0].cause.startswith("Gloo")
