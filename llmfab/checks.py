@@ -38,6 +38,7 @@ class Expect:
     nofile: int
     model_path: str
     image: str
+    image_archive: str
     min_driver: Optional[str]
     ports: tuple[int, ...]
 
@@ -78,6 +79,8 @@ def probes(expect: Expect) -> dict[str, str]:
         "model_files": f"find {_q(model)} -maxdepth 1 -type f -printf '%f\\t%s\\n' 2>/dev/null || true",
         "model_index": f"cat {_q(model + '/model.safetensors.index.json')}",
         "image": f"docker image inspect -f '{IMAGE_ID}' {_q(expect.image)}",
+        # In a bundle, deploy loads the image from the bundle's archive.
+        "image_archive": f"[ -n \"${{LLMFAB_ARTIFACTS:-}}\" ] && ls \"$LLMFAB_ARTIFACTS\"/images/{_q(expect.image_archive)}",
         "ours": "docker ps -q --filter label=llmfab.engine 2>/dev/null || true",
         "listening": "ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null",
         "clock": "date +%s.%N",
@@ -208,6 +211,10 @@ def _model(r: NodeReport, e: Expect, out) -> None:
 def _image(r: NodeReport, e: Expect, out) -> None:
     image_id = _text(out, "image").strip()
     ok = _rc(out, "image") == 0 and image_id.startswith("sha256:")
+    if not ok and _rc(out, "image_archive") == 0:
+        r.add("engine image", False, f"{e.image} not loaded yet; the bundle holds images/{e.image_archive}",
+              "nothing to do: deploy loads it from the bundle", warn=True)
+        return
     r.add("engine image", ok, image_id[:19] if ok else f"{e.image} not present",
           f"load or pull {e.image} on this node (fab deploy does; offline: the bundle's images/)")
 

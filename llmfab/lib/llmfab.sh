@@ -37,7 +37,8 @@ llmfab_do() {
     return 0
   fi
   printf '+ %s\n' "$what"
-  "$@"
+  # Fd 3 is the record channel: a daemon started here must not hold it open.
+  "$@" 3>&-
   printf '%s\n' "$what" >>"$LLMFAB_STEP_DIR/changes"
 }
 

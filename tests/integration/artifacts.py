@@ -54,3 +54,19 @@ def stand_in_cache(root: Path, docker_packages: list[str]) -> Path:
     (root / "files").mkdir(parents=True, exist_ok=True)
     (root / "files" / INSTALLER).write_text(fake_installer(DRIVER, CUDA))
     return root
+
+
+def stand_in_image(root: Path, ref: str, archive: str) -> Path:
+    """An image archive as `docker save | gzip` would leave it, for the docker stub to load."""
+    import io
+    import tarfile
+
+    target = root / "images" / archive
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(target, "w:gz") as tar:
+        for name, text in (("image-ref", ref + "\n"), ("image-id", "sha256:" + "a" * 64 + "\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return target
