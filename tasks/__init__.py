@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import artifacts, bench, bundle, check, engine, planning, prep
+from . import artifacts, bench, bundle, check, engine, model, planning, prep, webui
 
 ns = Collection()
 ns.add_task(prep.prep)
@@ -11,6 +11,8 @@ ns.add_task(artifacts.fetch_artifacts)
 ns.add_task(planning.plan)
 ns.add_task(check.check)
 ns.add_task(bench.bench)
+ns.add_task(model.model)
+ns.add_task(webui.webui)
 ns.add_task(engine.deploy)
 ns.add_task(engine.smoke)
 ns.add_task(engine.status)

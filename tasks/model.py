@@ -90,8 +90,19 @@ def distributed(session: Session, port: int) -> list[HostResult]:
     try:
         pulled = _phase_on(session, "model-pull", workers)
     finally:
+        # Even after Ctrl-C: the service must not outlive the transfer (its
+        # own time limit is only the backstop).
+        session.fleet.cancelled.clear()
         stopped = _phase_on(session, "model-unserve", [head])
     return merge(first, serving, stopped, pulled)
+
+
+def human(size: int) -> str:
+    """A byte count for people, in the units the steps use (GB = 10^9 bytes)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 def report(session: Session, results: list[HostResult]) -> list[str]:
@@ -99,9 +110,10 @@ def report(session: Session, results: list[HostResult]) -> list[str]:
     out = session.reporter.out
     for r in results:
         files = listing(r)
+        present = [int(s) for s in files.values() if s.isdigit()]
         if files:
-            size = sum(int(s) for s in files.values() if s.isdigit())
-            out.print(f"{r.host}: {len(files)} files, {size / 1e9:.1f} GB at {session.config.model.path}")
+            missing = f" ({len(files) - len(present)} missing)" if len(present) < len(files) else ""
+            out.print(f"{r.host}: {len(present)} files{missing}, {human(sum(present))} at {session.config.model.path}")
     found = compare(results, session.config.head.name)
     for line in found:
         out.print(Text(line, style="bold red"))
@@ -114,8 +126,8 @@ def report(session: Session, results: list[HostResult]) -> list[str]:
             "port": f"TCP port of the head's transfer service with --distribute (default {model_steps.DISTRIBUTE_PORT})",
             "timeout": "seconds a node may take (default: ssh.command_timeout, at least a day); a download "
                        "still running then goes on in the background"})
-def model(c, config=None, distribute=False, verify=False, port=model_steps.DISTRIBUTE_PORT, timeout=0,
-          dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+def model(c, config=None, dry_run=False, distribute=False, verify=False, port=model_steps.DISTRIBUTE_PORT,
+          timeout=0, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
     """Download the model to every node, then check all nodes hold the same complete copy.
 
     Each node downloads model.id from model.source (ModelScope or Hugging Face)

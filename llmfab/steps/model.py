@@ -27,6 +27,10 @@ from ..models import UnknownModelError, load_model
 from . import Step, register
 
 MANIFEST = "llmfab-manifest.json"
+# File systems that several nodes may mount at once (`stat -f -c %T` names):
+# on them only the head downloads, and the other nodes wait for its copy.
+SHARED_FILESYSTEMS = ["nfs", "nfs4", "cifs", "smb", "smb2", "lustre", "gpfs", "ceph", "glusterfs", "beegfs",
+                      "fuse", "fuseblk", "9p", "afs"]
 DISTRIBUTE_PORT = 8730
 # The loaded weights (llmfab/models/*.yaml) plus tokenizer, MTP layer and
 # embeddings kept in BF16: what the repository really holds is a little more.
@@ -94,6 +98,7 @@ def _common(config: ClusterConfig) -> dict:
 
 def download(config: ClusterConfig, node: Node) -> dict:
     return {**_common(config), "lib": True, "need": download_bytes(config), "wait": _wait(config),
+            "head": 1 if _is_head(config, node) else 0, "shared": SHARED_FILESYSTEMS,
             "in_bundle": 1 if config.model.in_bundle else 0, "bundled": PurePosixPath(config.model.path).name,
             "state": "/var/lib/llmfab/model-download", "log": "/var/log/llmfab/model-download.log"}
 

@@ -39,6 +39,7 @@ install_stubs() {
   install_stub nvidia-ctk /usr/bin/nvidia-ctk
   install_stub update-initramfs /usr/sbin/update-initramfs
   install_stub docker /usr/bin/docker /usr/local/bin/docker
+  install_stub model-hub /usr/local/bin/modelscope /usr/local/bin/huggingface-cli
 }
 
 # configure_sshd writes an sshd_config that works in a chroot without PAM.
