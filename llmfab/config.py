@@ -320,6 +320,14 @@ class ClusterConfig(Section):
     # Filled in by load(); not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, raw: Any) -> Any:
+        # `mirrors:` with only commented keys under it is YAML null: it means "defaults".
+        if isinstance(raw, dict):
+            return {k: ({} if v is None and k != "nodes" else v) for k, v in raw.items()}
+        return raw
+
     @model_validator(mode="after")
     def _cluster_shape(self) -> "ClusterConfig":
         names = [n.name for n in self.nodes]
