@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 from .facts import fabricmanager, gpu, ib, net
 
@@ -165,7 +165,7 @@ def _interface(r: NodeReport, e: Expect, out) -> None:
     link, addrs = net.parse_ip_link(_text(out, "link")), net.parse_ip_addr(_text(out, "addr"))
     ok, why = net.interface_ready(link, addrs)
     r.add(f"interface {e.interface}", ok, why,
-          f"use the NIC the nodes share (network.interface) and bring it up with an IPv4 address: Gloo/NCCL bind to it")
+          "use the NIC the nodes share (network.interface) and bring it up with an IPv4 address: Gloo/NCCL bind to it")
     if not e.is_head:
         route = _text(out, "route")
         via = re.search(r"\bdev (\S+)", route)

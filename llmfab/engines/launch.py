@@ -22,9 +22,9 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from llmfab.engines.profile import EngineConfigError, EngineProfile
+from llmfab.engines.profile import EngineConfigError, EngineProfile, coerce_options
 
 API_KEY_MOUNT = "/run/llmfab/api_key"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -158,6 +158,26 @@ def check_launch(launch: Launch) -> list[str]:
         if not _LABEL_KEY.match(key):
             errors.append(f"label key {key!r} is not a docker label key")
     return errors
+
+
+def prepare(profile: EngineProfile, launch: Launch,
+            check_parallelism: Callable[[dict[str, Any], int, int], list[str]],
+            errors: list[str] | None = None) -> dict[str, Any]:
+    """Validate a launch and its options for one engine module; return the coerced options.
+
+    Every problem found (the launch's, the options', the parallel layout's, and
+    the caller's own ``errors``) is raised together as one EngineConfigError.
+    """
+    errors = check_launch(launch) + list(errors or [])
+    try:
+        opts = coerce_options(profile, launch.options)
+    except EngineConfigError as exc:
+        errors += exc.errors
+        opts = {}
+    if opts:
+        errors += check_parallelism(opts, len(launch.nodes), launch.gpus_per_node)
+    require(errors)
+    return opts
 
 
 def require(errors: list[str]) -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmfab.engines.launch import (KEY_VAR, Launch, NodeInfo, Step, base_mounts, check_launch,
-                                   docker_run, fabric_env, key_prelude, logged, require)
-from llmfab.engines.profile import (EngineProfile, Flag, Readiness, coerce_options,
+from llmfab.engines.launch import (prepare, KEY_VAR, Launch, NodeInfo, Step, base_mounts,
+                                   docker_run, fabric_env, key_prelude, logged)
+from llmfab.engines.profile import (EngineProfile, Flag, Readiness,
                                     flag_table, render_flags)
 
 _SA = "python/sglang/srt/server_args.py"
@@ -200,16 +200,7 @@ def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -
 
 
 def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
-    errors = check_launch(launch)
-    try:
-        opts = coerce_options(profile, launch.options)
-    except ValueError as exc:
-        errors += getattr(exc, "errors", [str(exc)])
-        opts = {}
-    if opts:
-        errors += check_parallelism(opts, len(launch.nodes), launch.gpus_per_node)
-    require(errors)
-    return opts
+    return prepare(profile, launch, check_parallelism)
 
 
 def serve_command(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:

@@ -27,10 +27,10 @@ from typing import Any
 
 import yaml
 
-from llmfab.engines.launch import (Launch, NodeInfo, Step, check_launch, docker_run,
-                                   fabric_env, logged, require)
-from llmfab.engines.profile import (EngineConfigError, EngineProfile, Flag, Readiness,
-                                    coerce_options, flag_table, render_flags)
+from llmfab.engines.launch import (prepare, Launch, NodeInfo, Step, docker_run,
+                                   fabric_env, logged)
+from llmfab.engines.profile import (EngineProfile, Flag, Readiness,
+                                    flag_table, render_flags)
 
 _SERVE = ("NVIDIA/TensorRT-LLM@v1.0.0:tensorrt_llm/commands/serve.py (1.0-line copy in the "
           "search index, commit not tied to the tag; same names in docs 1.0.0 and the 0.20.0 "
@@ -120,20 +120,12 @@ def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -
 
 
 def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
-    errors = check_launch(launch)
+    refused = []
     if launch.api_key_file:
-        errors.append(f"trtllm {profile.version}: no API key option was verified for "
-                      f"trtllm-serve; unset api_key_file and put an authenticating proxy "
-                      f"in front of port {launch.port}")
-    try:
-        opts = coerce_options(profile, launch.options)
-    except EngineConfigError as exc:
-        errors += exc.errors
-        opts = {}
-    if opts:
-        errors += check_parallelism(opts, len(launch.nodes), launch.gpus_per_node)
-    require(errors)
-    return opts
+        refused.append(f"trtllm {profile.version}: no API key option was verified for "
+                       f"trtllm-serve; unset api_key_file and put an authenticating proxy "
+                       f"in front of port {launch.port}")
+    return prepare(profile, launch, check_parallelism, refused)
 
 
 def config_path(launch: Launch) -> str:
