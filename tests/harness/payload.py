@@ -54,6 +54,7 @@ def build_payload(
     dest.mkdir(parents=True)
     shutil.copy2(HARNESS_DIR / "provision.sh", dest / "provision.sh")
     shutil.copytree(STUBS_DIR, dest / "stubs")
+    _copy_standin(dest / "standin")
     (dest / "fixtures").mkdir()
     for name, source in STUB_FIXTURES.items():
         (dest / "fixtures" / name).write_text(fixture_body(FIELD_FIXTURES / source))
@@ -62,6 +63,24 @@ def build_payload(
     if kernel_meta:
         build_kernel_meta_debs(dest / "debs")
     return dest
+
+
+# Captured outputs the stand-in engine prints (torchrun), by path under tests/fixtures.
+STANDIN_FIXTURES = ("h200/allreduce-nccl.txt", "field/failures/nccl-net-ib-completion-error-h100-ib0.txt")
+
+
+def _copy_standin(dest: Path) -> None:
+    """The stand-in engine and the fixtures it prints, for hosts that cannot see this checkout.
+
+    A host sees the machine's root through its overlay, but not /tmp (a tmpfs
+    of its own) nor other mounts: a checkout there would be invisible, so the
+    docker stub falls back to this copy (/usr/lib/llmfab-stubs/standin).
+    """
+    shutil.copytree(HARNESS_DIR / "standin", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in STANDIN_FIXTURES:
+        target = dest / "fixtures" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(HARNESS_DIR.parent / "fixtures" / rel, target)
 
 
 def build_kernel_meta_debs(dest: Path) -> list[Path]:

@@ -25,6 +25,8 @@ install_stubs() {
   install -D -m 0644 "$PAYLOAD/stubs/lib.sh" /usr/lib/llmfab-stubs/lib.sh
   install -d -m 0755 /usr/share/llmfab-stubs /var/lib/llmfab-stubs /var/log/llmfab-stubs
   install -m 0644 "$PAYLOAD"/fixtures/* /usr/share/llmfab-stubs/
+  rm -rf /usr/lib/llmfab-stubs/standin
+  cp -r "$PAYLOAD/standin" /usr/lib/llmfab-stubs/standin
   : >/var/log/llmfab-stubs/calls.log
   install_stub sysctl /usr/sbin/sysctl /sbin/sysctl
   install_stub systemctl /usr/bin/systemctl /bin/systemctl
