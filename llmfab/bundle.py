@@ -78,7 +78,10 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
         path = staging / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        path.chmod(0o755 if name.endswith(".sh") else 0o644)
+        # Root-only: a deploy script may carry a user-given API key.
+        path.chmod(0o700 if name.endswith(".sh") else 0o600)
+    for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+        directory.chmod(0o700)
     (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / n)}  {n}\n" for n in sorted(files)))
     # Swap in the finished directory so an interrupted export never leaves half a bundle.
     if root.exists():
@@ -93,6 +96,8 @@ def _store_artifacts(cache: Path, dest: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(cache, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("SHA256SUMS", "*.part"))
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+        directory.chmod(0o700)
     (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / f)}  {f}\n" for f in files))
     if dest.exists():
         shutil.rmtree(dest)

@@ -90,3 +90,13 @@ def test_sixteen_nodes_store_shared_artifacts_once(tmp_path):
     copies = [p for p in (tmp_path / "out").rglob("big.run") if p.resolve().parent.parent == (tmp_path / "out" / "artifacts").resolve()]
     assert len({p.resolve() for p in copies}) == 1
     assert all((b.path / "artifacts").is_symlink() for b in written)
+
+
+def test_bundle_files_are_readable_by_their_owner_only(tmp_path):
+    raw = {"nodes": [{"name": "n1", "address": "10.0.0.1"}, {"name": "n2", "address": "10.0.0.2"}],
+           "engine": {"api_key": "sk-user-given-key"}}
+    (b, _) = bundle.export(config.parse(raw), tmp_path)
+    deploy = b.path / "steps" / "deploy.sh"
+    assert "sk-user-given-key" in deploy.read_text()
+    for path in [b.path, *b.path.rglob("*")]:
+        assert path.stat().st_mode & 0o077 == 0, path
