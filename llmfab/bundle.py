@@ -83,6 +83,7 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
     for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
         directory.chmod(0o700)
     (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / n)}  {n}\n" for n in sorted(files)))
+    (staging / "SHA256SUMS").chmod(0o600)
     # Swap in the finished directory so an interrupted export never leaves half a bundle.
     if root.exists():
         shutil.rmtree(root)
