@@ -210,10 +210,22 @@ llmfab__apt_online() {
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
 
-# llmfab__apt_offline installs a bundle's package group (the .debs and their dependencies).
+# llmfab__apt_offline installs a bundle's package group (the .debs and their
+# dependencies), leaving alone packages already installed at that version or newer.
 llmfab__apt_offline() {
-  local -a debs=("$LLMFAB_ARTIFACTS/debs/$1"/*.deb)
-  [[ -e ${debs[0]} ]] || llmfab_fail "the bundle has no packages in debs/$1/: re-export it after fab fetch-artifacts"
+  local deb name version have
+  local -a debs=()
+  for deb in "$LLMFAB_ARTIFACTS/debs/$1"/*.deb; do
+    [[ -e $deb ]] || llmfab_fail "the bundle has no packages in debs/$1/: re-export it after fab fetch-artifacts"
+    name=$(dpkg-deb -f "$deb" Package)
+    version=$(dpkg-deb -f "$deb" Version)
+    have=$(llmfab_pkg_version "$name")
+    if [[ -n $have ]] && dpkg --compare-versions "$have" ge "$version"; then
+      continue
+    fi
+    debs+=("$deb")
+  done
+  ((${#debs[@]} > 0)) || return 0
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${debs[@]}"
 }

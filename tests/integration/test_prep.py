@@ -159,3 +159,22 @@ def test_a_hostile_config_value_reaches_the_host_as_data(fleet_factory, tmp_path
     sourced = host.exec("set -a; . /etc/llmfab/node.env; printf '%s\\n%s' \"$LLMFAB_CLUSTER\" \"$LLMFAB_MODEL_PATH\"")
     assert sourced.stdout == f"{hostile}\n/models/{hostile}"
     assert not host.exists("/tmp/pwned")
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ({"bogus": 1}, "bogus: unknown key"),
+    ({"nodes": [{"name": "n1"}]}, "nodes[0].address: required field is missing"),
+    ({"cluster": {"head": "n9"}}, "cluster.head 'n9' is not a node"),
+    ({"system": {"nofile": "many"}}, "system.nofile"),
+])
+def test_an_invalid_config_stops_before_any_connection(fleet_factory, tmp_path, breakage, message):
+    fleet = fleet_factory(1)
+    config = prepared_config(fleet, tmp_path / "c.yaml")
+    raw = yaml.safe_load(config.read_text())
+    raw.update(breakage)
+    config.write_text(yaml.safe_dump(raw))
+    before = fleet.hosts[0].log_path.read_text().count("Accepted publickey")
+    run = fab("prep", "--config", str(config))
+    assert run.returncode == 2
+    assert str(config) in run.stderr and message in run.stderr and "fix:" in run.stderr
+    assert fleet.hosts[0].log_path.read_text().count("Accepted publickey") == before
