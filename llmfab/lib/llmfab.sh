@@ -147,9 +147,16 @@ llmfab_reboot() {
 # llmfab_os sets OS_ID, OS_VERSION, OS_CODENAME and OS_REPO from /etc/os-release.
 # shellcheck disable=SC2034 # read by the steps that call it
 llmfab_os() {
-  OS_ID=$(. /etc/os-release && printf '%s' "${ID:-unknown}")
-  OS_VERSION=$(. /etc/os-release && printf '%s' "${VERSION_ID:-unknown}")
-  OS_CODENAME=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-unknown}")
+  local line
+  OS_ID=unknown OS_VERSION=unknown OS_CODENAME=unknown
+  while IFS= read -r line; do
+    line=${line//\"/}
+    case $line in
+      ID=*) OS_ID=${line#ID=} ;;
+      VERSION_ID=*) OS_VERSION=${line#VERSION_ID=} ;;
+      VERSION_CODENAME=*) OS_CODENAME=${line#VERSION_CODENAME=} ;;
+    esac
+  done </etc/os-release
   # NVIDIA names its repositories ubuntu2204, ubuntu2404, debian12.
   OS_REPO="$OS_ID${OS_VERSION//./}"
 }
@@ -326,13 +333,14 @@ llmfab__record() {
   printf '@@llmfab\tresult\t%s\t%s\t%s\t%s\n' "$step" "$status" "$message" "$tail_b64"
 }
 
-# llmfab__join joins the lines of FILE with "; ".
+# llmfab__join sets LLMFAB_JOINED to the lines of FILE joined with "; " (no
+# subshell: this runs once per step, and a no-op run is mostly such overhead).
 llmfab__join() {
-  local -a joined_lines
-  mapfile -t joined_lines <"$1"
+  local -a joined_lines=()
+  [[ -s $1 ]] && mapfile -t joined_lines <"$1"
   local IFS=$'\x1f'
-  local joined="${joined_lines[*]}"
-  printf '%s' "${joined//$'\x1f'/; }"
+  LLMFAB_JOINED="${joined_lines[*]}"
+  LLMFAB_JOINED=${LLMFAB_JOINED//$'\x1f'/; }
 }
 
 # llmfab__run_step runs one step function in a subshell with its output captured,
@@ -343,7 +351,6 @@ llmfab__run_step() {
   local step=$1 fn=$2 rc=0 status message tail_b64=""
   LLMFAB_STEP_DIR="$LLMFAB_WORK/$step"
   LLMFAB_STEP=$step
-  mkdir -p "$LLMFAB_STEP_DIR"
   printf '@@llmfab\tstart\t%s\n' "$step"
   set +e
   (
@@ -354,7 +361,8 @@ llmfab__run_step() {
   rc=$?
   set -e
   if [[ -s $LLMFAB_STEP_DIR/reboot ]]; then
-    printf '@@llmfab\treboot\t%s\t%s\n' "$step" "$(llmfab__join "$LLMFAB_STEP_DIR/reboot")"
+    llmfab__join "$LLMFAB_STEP_DIR/reboot"
+    printf '@@llmfab\treboot\t%s\t%s\n' "$step" "$LLMFAB_JOINED"
   fi
   if [[ -n ${LLMFAB_LOG:-} ]]; then
     sed "s/^/[$step] /" "$LLMFAB_STEP_DIR/log" >>"$LLMFAB_LOG" || true
@@ -371,13 +379,16 @@ llmfab__run_step() {
     tail_b64=$(tail -n "$LLMFAB_TAIL_LINES" "$LLMFAB_STEP_DIR/log" | base64 -w0)
   elif [[ -s $LLMFAB_STEP_DIR/skip ]]; then
     status=skipped
-    message=$(llmfab__join "$LLMFAB_STEP_DIR/skip")
+    llmfab__join "$LLMFAB_STEP_DIR/skip"
+    message=$LLMFAB_JOINED
   elif [[ -s $LLMFAB_STEP_DIR/changes ]]; then
     status=changed
-    message=$(llmfab__join "$LLMFAB_STEP_DIR/changes")
+    llmfab__join "$LLMFAB_STEP_DIR/changes"
+    message=$LLMFAB_JOINED
   else
     status=ok
-    message=$(llmfab__join "$LLMFAB_STEP_DIR/ok" 2>/dev/null || true)
+    llmfab__join "$LLMFAB_STEP_DIR/ok"
+    message=$LLMFAB_JOINED
   fi
   llmfab__record "$step" "$status" "${message:-nothing to do}" "$tail_b64"
   LLMFAB_STEP_RC=$rc
@@ -390,6 +401,8 @@ llmfab_run_steps() {
   LLMFAB_WORK=$(mktemp -d "${TMPDIR:-/tmp}/llmfab.XXXXXX")
   # shellcheck disable=SC2064 # expand now: the path is fixed for this run
   trap "rm -rf -- '$LLMFAB_WORK'" EXIT
+  # One mkdir for every step's scratch directory.
+  (($# == 0)) || mkdir -p "${@/#/$LLMFAB_WORK/}"
   for step in "$@"; do
     if [[ -n $failed ]]; then
       llmfab__record "$step" skipped "not run: step $failed failed"
