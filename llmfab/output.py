@@ -111,3 +111,12 @@ def recap(out: Console, results: list[HostResult], title: str, dry_run: bool = F
     if failed:
         summary += f"; FAILED hosts: {', '.join(failed)}"
     out.print(Text(summary, style="bold red" if failed else "bold"))
+
+
+def diagnoses(out: Console, host: str, found: list, limit: int = 3) -> None:
+    """Print the likely causes read from a host's logs: (where, Diagnosis) pairs, first ones first."""
+    for where, d in found[:limit]:
+        place = f" ({where})" if where else ""
+        out.print(Text(f"{host}: likely cause{place}: {d.cause}", style="bold red"))
+        out.print(Text(f"    evidence: {d.evidence_line.strip()[:200]}"))
+        out.print(Text(f"    fix: {d.fix}"))

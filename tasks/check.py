@@ -11,6 +11,7 @@ from rich.text import Text
 
 from llmfab import checks
 from llmfab.exits import ExitStatus
+from llmfab.output import diagnoses
 from llmfab.facts.failures import diagnose_log
 from llmfab.facts.nccl import parse_allreduce
 from llmfab.results import HostResult
@@ -59,10 +60,8 @@ def nccl_report(out, session, results: list[HostResult]) -> bool:
     for r in results:
         if r.failed:
             out.print(Text(f"{r.host}: all-reduce failed: {r.reason}", style="bold red"))
-        for d in diagnose_log(logs.get(r.host, "") + "\n" + "\n".join(s.tail for s in r.steps)):
-            out.print(Text(f"{r.host}: likely cause: {d.cause}", style="bold red"))
-            out.print(Text(f"    evidence: {d.evidence_line.strip()[:200]}"))
-            out.print(Text(f"    fix: {d.fix}"))
+        text = logs.get(r.host, "") + "\n" + "\n".join(s.tail for s in r.steps)
+        diagnoses(out, r.host, [("", d) for d in diagnose_log(text)])
     for failure in report.failures:
         out.print(Text(f"rank {failure.rank} failed in {failure.phase}: {failure.reason}", style="bold red"))
     return False

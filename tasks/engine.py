@@ -10,6 +10,7 @@ from llmfab import capacity
 from llmfab.config import Engine
 from llmfab.deployment import DeploymentError, build
 from llmfab.exits import ExitStatus
+from llmfab.output import diagnoses
 from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
@@ -44,10 +45,7 @@ def _diagnose(out, results: list[HostResult]) -> None:
             found += [(name, d) for d in diagnose_log(text)]
         for step in r.steps:
             found += [(step.step, d) for d in diagnose_log(step.tail)]
-        for name, d in found[:3]:
-            out.print(Text(f"{r.host}: likely cause ({name}): {d.cause}", style="bold red"))
-            out.print(Text(f"    evidence: {d.evidence_line.strip()[:200]}"))
-            out.print(Text(f"    fix: {d.fix}"))
+        diagnoses(out, r.host, found)
 
 
 @task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN,
