@@ -66,15 +66,20 @@ llmfab__install() {
   mv -f -- "$tmp" "$path"
 }
 
-# llmfab_file makes PATH hold exactly what stdin holds, with MODE.
+# llmfab_file makes PATH hold exactly what stdin holds, with MODE. The comparison
+# uses bash builtins only: on a no-op run this is most of what a step costs.
 llmfab_file() {
-  local path=$1 mode=$2 want
-  want="$LLMFAB_STEP_DIR/want.$RANDOM"
-  cat >"$want"
-  if [[ -f $path ]] && cmp -s -- "$want" "$path" && [[ $(stat -c %a -- "$path") == "${mode#0}" ]]; then
-    llmfab_ok "$path is up to date"
-    return 0
+  local path=$1 mode=$2 want content="" current=""
+  IFS= read -r -d '' content || true
+  if [[ -f $path ]]; then
+    IFS= read -r -d '' current <"$path" || true
+    if [[ $current == "$content" && $(stat -c %a -- "$path") == "${mode#0}" ]]; then
+      llmfab_ok "$path is up to date"
+      return 0
+    fi
   fi
+  want="$LLMFAB_STEP_DIR/want.$RANDOM"
+  printf '%s' "$content" >"$want"
   if [[ -e $path ]]; then
     llmfab_do "update $path (backup kept)" llmfab__install "$want" "$path" "$mode"
   else
