@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import getpass
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from contextlib import contextmanager
 from invoke.exceptions import Exit
 
 from . import config as config_mod
@@ -74,13 +74,6 @@ class Session:
         recap(self.reporter.out, results, title, dry_run=self.dry_run)
         if overall_failed(results):
             raise Exit(code=int(ExitStatus.HOST_FAILED))
-
-
-def load_config(path: Optional[str]) -> ClusterConfig:
-    try:
-        return config_mod.load(path)
-    except ConfigError as e:
-        raise Exit(e.render(), code=int(ExitStatus.CONFIG_INVALID))
 
 
 @contextmanager

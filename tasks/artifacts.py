@@ -11,7 +11,8 @@ from rich.text import Text
 from llmfab import artifacts
 from llmfab.exits import ExitStatus
 from llmfab.output import console
-from llmfab.session import load_config, reported_errors
+from llmfab.config import load
+from llmfab.session import reported_errors
 
 from .options import CONFIG
 
@@ -33,7 +34,7 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None):
     fetched is listed with the reason and the exit status is non-zero.
     """
     with reported_errors():
-        cfg = load_config(config)
+        cfg = load(config)
         root = Path(cache) if cache else Path("build/artifacts") / cfg.cluster.name
         kinds = tuple(k.strip() for k in only.split(",")) if only else artifacts.KINDS
         unknown = [k for k in kinds if k not in artifacts.KINDS]

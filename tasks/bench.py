@@ -16,7 +16,8 @@ from llmfab import benchmark
 from llmfab.deployment import Deployment, DeploymentError, build
 from llmfab.exits import ExitStatus
 from llmfab.output import console
-from llmfab.session import Session, load_config, open_session, reported_errors
+from llmfab.config import load
+from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import bench as bench_step
 
 from .engine import ENGINE, VERSION, choose_engine
@@ -62,7 +63,7 @@ def bench(c, config=None, engine=None, version=None, concurrency=DEFAULTS.concur
     """
     with reported_errors():
         if compare:
-            _compare(load_config(config).cluster.name, Path(results), engine, version, int(last), plot)
+            _compare(load(config).cluster.name, Path(results), engine, version, int(last), plot)
             return
         session = open_session(c, config, quiet=True, accept_new_host_keys=accept_new_host_keys,
                                ask_sudo_pass=ask_sudo_pass)

@@ -5,9 +5,9 @@ from pathlib import Path
 from invoke import task
 
 from llmfab import bundle
-from llmfab.config import Engine
 from llmfab.output import console
-from llmfab.session import load_config, reported_errors
+from llmfab.config import Engine, load
+from llmfab.session import reported_errors
 
 from .options import CONFIG
 
@@ -33,7 +33,7 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
       fab export-bundle --config configs/h20-2x8.yaml --out build/bundles --tar
     """
     with reported_errors():
-        cfg = load_config(config)
+        cfg = load(config)
         if engine and engine != cfg.engine.name:
             cfg.engine = Engine(name=engine, port=cfg.engine.port, bind=cfg.engine.bind, api_key=cfg.engine.api_key,
                                 ready_timeout=cfg.engine.ready_timeout)

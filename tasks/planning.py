@@ -12,7 +12,8 @@ from llmfab.deployment import Deployment, DeploymentError, build
 from llmfab.exits import ExitStatus
 from llmfab.models import UnknownModelError, load_model
 from llmfab.output import console
-from llmfab.session import load_config, reported_errors
+from llmfab.config import load
+from llmfab.session import reported_errors
 
 from .options import CONFIG
 
@@ -59,7 +60,7 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
       fab plan --config configs/h20-2x8.yaml --engine sglang
     """
     with reported_errors():
-        cfg = load_config(config)
+        cfg = load(config)
         try:
             d = build(cfg, engine)
         except DeploymentError as e:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke import task
 
-import llmfab.steps.webui  # noqa: F401  (registers the webui phases)
 from llmfab.session import open_session, reported_errors
 
 from .options import DRY_RUN, SSH

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..checks import Expect, probes
-from ..config import ClusterConfig, Node
 from pathlib import Path
 
+from ..checks import Expect, probes
+from ..config import ClusterConfig, Node
 from ..engines import Launch
 from ..engines.launch import fabric_env
 from . import Step, register
