@@ -219,7 +219,7 @@ def test_without_matplotlib_the_plot_says_how_to_install_it(tmp_path, monkeypatc
         benchmark.plot([_run(load_fixture(VLLM_OLD), "2026-07-03T09:00:00Z")], tmp_path / "x.png")
 
 
-PROFILES = [("vllm", "v0.8.5"), ("vllm", "v0.33.0"), ("sglang", "v0.4.4"), ("sglang", "v0.5.23"),
+PROFILES = [("vllm", "v0.8.5"), ("vllm", "v0.32.0"), ("vllm", "v0.33.0"), ("sglang", "v0.4.4"), ("sglang", "v0.5.23"),
             ("trtllm", "1.0.0")]
 
 
