@@ -18,7 +18,7 @@ from .scenario import copy_into
 
 MODEL = "/models/tiny-llama"
 SERVED = "tiny"
-WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.41"
+WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
 
 # TP 1 x PP 2 over two one-GPU nodes; a short context keeps the CPU KV cache small.
 OPTIONS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 2, "max_model_len": 512,
@@ -56,3 +56,14 @@ def real_config(fleet, tmp_path: Path, model_dir: Path, engine: dict | None = No
         **extra,
     }
     return fleet.write_config(tmp_path / "real.yaml", **overrides)
+
+
+def keep_logs(fleet, dest: Path) -> None:
+    """Copy every host's llmfab and engine logs to ``dest/<host>/`` (to read after a failure)."""
+    for host in fleet.hosts:
+        listing = host.exec("ls /var/log/llmfab 2>/dev/null").stdout.split()
+        for name in listing:
+            text = host.read(f"/var/log/llmfab/{name}")
+            if text is not None:
+                (dest / host.name).mkdir(parents=True, exist_ok=True)
+                (dest / host.name / name).write_text(text)
