@@ -267,6 +267,8 @@ class Engine(Section):
     name: Literal["vllm", "sglang", "trtllm"] = "vllm"
     version: Optional[str] = None
     port: int = Field(40000, ge=1, le=65535)
+    # The ranks' rendezvous (vLLM --master-port, SGLang --dist-init-addr port).
+    dist_port: int = Field(20001, ge=1, le=65535)
     bind: str = "0.0.0.0"
     # none | generate | the key itself. Stored mode 0600 on the head, never logged.
     api_key: str = "none"

@@ -19,6 +19,7 @@ from .scenario import copy_into
 MODEL = "/models/tiny-llama"
 SERVED = "tiny"
 WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
+ENGINE_PORT, DIST_PORT, WEBUI_PORT = 41061, 21061, 18061
 
 # TP 1 x PP 2 over two one-GPU nodes; a short context keeps the CPU KV cache small.
 OPTIONS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 2, "max_model_len": 512,
@@ -50,9 +51,11 @@ def real_config(fleet, tmp_path: Path, model_dir: Path, engine: dict | None = No
         "network": {"interface": "lo"},
         "gpu": {"per_node": 1},
         "model": {"id": "llmfab-tests/tiny-llama", "path": MODEL, "served_name": SERVED},
+        # Ports of their own: other test fleets on this machine share its network.
         "engine": {"name": "vllm", "version": real.VLLM_VERSION, "ready_timeout": 300,
-                   "options": dict(OPTIONS), **(engine or {})},
-        "webui": {"image": WEBUI_IMAGE},
+                   "port": ENGINE_PORT, "dist_port": DIST_PORT, "options": dict(OPTIONS),
+                   **(engine or {})},
+        "webui": {"image": WEBUI_IMAGE, "port": WEBUI_PORT},
         **extra,
     }
     return fleet.write_config(tmp_path / "real.yaml", **overrides)

@@ -84,12 +84,12 @@ def test_fab_smoke_and_status_see_the_real_server(cluster):
     assert re.search(r"smoke: ttft_s=[0-9.]+, chunks=[1-9]", smoke.stdout), smoke.stdout
     status = fab("status", "--config", str(config), timeout=120)
     assert status.returncode == 0, status.output
-    assert "endpoint http://127.0.0.61:40000/health: up" in status.stdout, status.stdout
+    assert "endpoint http://127.0.0.61:41061/health: up" in status.stdout, status.stdout
 
 
 def test_the_served_model_answers_with_the_served_name(cluster):
     fleet, _ = cluster
-    listing = fleet.hosts[0].exec("curl -fsS http://127.0.0.61:40000/v1/models").stdout
+    listing = fleet.hosts[0].exec("curl -fsS http://127.0.0.61:41061/v1/models").stdout
     assert [m["id"] for m in json.loads(listing)["data"]] == [SERVED]
 
 
@@ -100,7 +100,7 @@ def test_a_person_signs_in_to_the_real_open_webui_and_reads_a_streamed_answer(cl
     fleet, config = cluster
     run = fab("webui", "--config", str(config), timeout=600)
     assert run.returncode == 0, run.output
-    url = "http://127.0.0.61:8080/"
+    url = "http://127.0.0.61:18061/"
     assert url in run.stdout
     with browser.page(tmp_path) as pg:
         browser.sign_up_first_admin(pg, url, *ADMIN)
@@ -108,7 +108,7 @@ def test_a_person_signs_in_to_the_real_open_webui_and_reads_a_streamed_answer(cl
         # DEFAULT_MODELS reached the program: the served model is already picked.
         assert SERVED in pg.locator("#chat-input").locator("xpath=ancestor::form").inner_text()
         answer = browser.ask(pg, "Say hello to the cluster")
-        shot = tmp_path.parents[1] / "webui-chat.png"
+        shot = config.parent / "webui-chat.png"
         pg.screenshot(path=str(shot))
         token = pg.evaluate("localStorage.token")
     assert len(answer) > 5 and "tool choice" not in answer, answer
@@ -117,22 +117,22 @@ def test_a_person_signs_in_to_the_real_open_webui_and_reads_a_streamed_answer(cl
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in head_log
     # Its data directory is the one llmfab manages on the head.
     assert fleet.hosts[0].exists("/var/lib/llmfab/open-webui/webui.db")
-    (tmp_path.parents[1] / "webui-token").write_text(token)
+    (config.parent / "webui-token").write_text(token)
 
 
 def test_open_webui_keeps_its_secret_users_and_chats_across_stop_and_redeploy(cluster, tmp_path):
     fleet, config = cluster
-    token = (tmp_path.parents[1] / "webui-token").read_text()
+    token = (config.parent / "webui-token").read_text()
     assert fab("stop", "--config", str(config), "--webui", timeout=120).returncode == 0
     assert not [c for c in docker_state.containers(fleet.hosts[0]) if c["name"] == "llmfab-webui"]
     again = fab("webui", "--config", str(config), timeout=600)
     assert again.returncode == 0, again.output
     # A session signed by the kept WEBUI_SECRET_KEY is still valid after the restart.
     me = fleet.hosts[0].exec(f"curl -fsS -H 'Authorization: Bearer {token}' "
-                             "http://127.0.0.61:8080/api/v1/auths/")
+                             "http://127.0.0.61:18061/api/v1/auths/")
     assert me.returncode == 0 and '"email":"admin@example.com"' in me.stdout.replace(" ", ""), me
     with browser.page(tmp_path) as pg:
-        browser.sign_in(pg, "http://127.0.0.61:8080/", ADMIN[1], ADMIN[2])
+        browser.sign_in(pg, "http://127.0.0.61:18061/", ADMIN[1], ADMIN[2])
         browser.dismiss_release_notes(pg)
         assert pg.get_by_text("Say hello to the cluster").count() >= 1
 
@@ -152,7 +152,7 @@ def test_fab_bench_runs_vllm_bench_serve_then_saves_compares_and_plots_the_resul
     assert compare.returncode == 0, compare.output
     [png] = list(results.rglob("*.png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    (tmp_path.parents[1] / "bench-compare.png").write_bytes(png.read_bytes())
+    (config.parent / "bench-compare.png").write_bytes(png.read_bytes())
 
 
 def test_a_killed_worker_process_is_named_by_fab_status_within_seconds(cluster):
