@@ -148,7 +148,7 @@ class _StopGroupOnFailure:
         # Stop again every few seconds until the phase ends: a rank that was
         # still starting when the first stop ran would start its container after it.
         self._session.reporter.out.print(
-            f"[bold red]{failed.host} ({failed.address}) failed: {failed.reason()}[/bold red]; "
+            f"[bold red]{failed.host} ({failed.address}) failed: {failed.reason}[/bold red]; "
             "stopping the engine on every node, so the others stop waiting for it")
         config = self._session.config
         progress = self._inner
