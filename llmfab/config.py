@@ -283,7 +283,12 @@ class WebUI(Section):
 
     image: str = Field("ghcr.io/open-webui/open-webui:v0.12.4", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
     port: int = Field(8080, ge=1, le=65535)
-    bind: str = "0.0.0.0"
+    # Where Open WebUI listens: the head's own address unless set (0.0.0.0 is
+    # every interface of the head, the management network included).
+    bind: Optional[str] = None
+    # The admin account llmfab creates on the first start (its password is
+    # generated and kept root-only in /etc/llmfab/webui.env); nobody can sign up.
+    admin_email: str = Field("admin@llmfab.local", pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
     # Users, chats and settings live here on the head; re-deploying keeps them.
     data_dir: str = "/var/lib/llmfab/open-webui"
     ready_timeout: int = Field(600, ge=10, le=3600)
@@ -297,11 +302,14 @@ class WebUI(Section):
 
     @field_validator("bind")
     @classmethod
-    def _bind(cls, v: str) -> str:
+    def _bind(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return None
         try:
             return str(ipaddress.ip_address(v))
         except ValueError:
-            raise ValueError("must be an IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1") from None
+            raise ValueError("must be an IP address to listen on, e.g. the head's address, 0.0.0.0 "
+                             "or 127.0.0.1 (or leave it out: the head's address)") from None
 
 
 class ClusterConfig(Section):

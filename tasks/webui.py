@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from invoke import task
+from rich.text import Text
 
-from llmfab.session import open_session, reported_errors
+from llmfab.session import Session, open_session, reported_errors
 
 from .options import DRY_RUN, SSH
 
 
-@task(help={**SSH, "dry-run": DRY_RUN})
-def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+@task(help={**SSH, "dry-run": DRY_RUN,
+            "show-admin": "only print the admin account's email and password (read from the head)"})
+def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False,
+          show_admin=False):
     """Run Open WebUI on the head, pointed at the served model, and print its address.
 
     The container (llmfab-webui, label llmfab.webui=true) talks to the engine
     at http://HEAD:engine.port/v1 with the endpoint's API key when one is set,
-    asks everyone to sign in (the first account becomes the admin), and keeps
-    its users and chats in webui.data_dir on the head. Its session secret is
-    made once and kept in /etc/llmfab/webui.env (root only); neither secret is
-    ever printed. Running it again with the same config changes nothing;
-    `fab stop --webui` removes it and leaves the engine running.
+    and listens on the head's own address (webui.bind to change it). Nobody
+    can sign up: Open WebUI creates one admin account (webui.admin_email) on
+    its first start, with a password llmfab generates; the first run prints
+    it once, `--show-admin` prints it again. The password and the session
+    secret are made once and kept in /etc/llmfab/webui.env on the head (root
+    only). Users and chats stay in webui.data_dir. Running it again with the
+    same config changes nothing; `fab stop --webui` removes it and leaves the
+    engine running.
 
     Examples:
       fab webui
+      fab webui --show-admin
       fab stop --webui
     """
     with reported_errors():
@@ -30,8 +37,25 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         head = session.config.head
         session.nodes = session.fleet.nodes = [head]
+        if show_admin:
+            _show_admin(session)
+            return
         results = session.run_phase("webui")
         for (url, *_rest) in results[0].of_kind("webui-url"):
-            session.reporter.out.print(f"Open WebUI: [bold]{url}[/bold] (the first account to sign up becomes the admin)")
+            session.reporter.out.print(f"Open WebUI: [bold]{url}[/bold]")
+        created = results[0].of_kind("webui-admin") and not results[0].failed and not dry_run
         session.finish(results, "webui" + (" (dry run)" if dry_run else ""))
+        if created:
+            _show_admin(session, first=True)
 
+
+def _show_admin(session: Session, first: bool = False) -> None:
+    """Print the admin account, read from the head's root-only secret file."""
+    results = session.fleet.run_phase("webui-admin")
+    for email, password, *_rest in results[0].of_kind("webui-admin-login"):
+        out = session.reporter.out
+        out.print(Text(f"Open WebUI admin: {email}  password: {password}"))
+        if first:
+            out.print("  (shown once; `fab webui --show-admin` shows it again; kept in /etc/llmfab/webui.env "
+                      "on the head, root only)")
+    session.finish(results, "webui admin")

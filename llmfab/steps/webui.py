@@ -3,8 +3,10 @@
 The container is labelled ``llmfab.webui=true`` and never ``llmfab.engine``, so
 stopping or re-deploying the engine leaves it alone, and ``fab stop --webui``
 removes it alone. Its data (users, chats) lives in ``webui.data_dir`` on the
-head and outlives the container; its session secret lives, root-only, in
-``/etc/llmfab/webui.env`` and is reused on every re-deploy.
+head and outlives the container; its session secret and the password of the
+admin account llmfab has it create live, root-only, in
+``/etc/llmfab/webui.env``, made once and reused on every re-deploy. Nobody can
+sign up: the first visitor does not become the admin.
 
 Secrets never appear in an argument list: the step reads them into exported
 shell variables and passes ``-e NAME`` (no value), which docker fills in from
@@ -27,6 +29,7 @@ from .engine import _archive
 CONTAINER = "llmfab-webui"
 LABEL = "llmfab.webui"
 SECRET_FILE = "/etc/llmfab/webui.env"
+ADMIN_NAME = "llmfab admin"
 DATA_IN_CONTAINER = "/app/backend/data"
 
 
@@ -51,17 +54,27 @@ def endpoint(config: ClusterConfig) -> str:
     return f"http://{host}:{config.engine.port}/v1"
 
 
+def bind(config: ClusterConfig) -> str:
+    """Where Open WebUI listens: webui.bind, else the head's own address."""
+    return config.webui.bind or config.head.address
+
+
 def environment(config: ClusterConfig) -> dict[str, str]:
     """Open WebUI's settings; none secret (the secrets go by name, see the module doc)."""
     w = config.webui
     return {
         "PORT": str(w.port),
-        "HOST": w.bind,
+        "HOST": bind(config),
         "OPENAI_API_BASE_URL": endpoint(config),
         "ENABLE_OPENAI_API": "True",
         "ENABLE_OLLAMA_API": "False",
         "DEFAULT_MODELS": config.model.served_name,
         "WEBUI_AUTH": "True",
+        # No first-signup-becomes-admin: Open WebUI creates this admin on its
+        # first start (with the generated password) and nobody can sign up.
+        "WEBUI_ADMIN_EMAIL": w.admin_email,
+        "WEBUI_ADMIN_NAME": ADMIN_NAME,
+        "ENABLE_SIGNUP": "False",
         # llmfab owns the connection settings: the environment wins over what
         # an earlier start stored in the database (users and chats stay).
         "ENABLE_PERSISTENT_CONFIG": "False",
@@ -99,7 +112,7 @@ def run_argv(config: ClusterConfig) -> list[str]:
             "-v", f"{config.webui.data_dir}:{DATA_IN_CONTAINER}"]
     for key, value in environment(config).items():
         argv += ["-e", f"{key}={value}"]
-    argv += ["-e", "WEBUI_SECRET_KEY"]
+    argv += ["-e", "WEBUI_SECRET_KEY", "-e", "WEBUI_ADMIN_PASSWORD"]
     if _key_file(config):
         argv += ["-e", "OPENAI_API_KEY"]
     return argv
@@ -107,9 +120,9 @@ def run_argv(config: ClusterConfig) -> list[str]:
 
 def url(config: ClusterConfig) -> str:
     """Where people open Open WebUI."""
-    w = config.webui
-    host = config.head.address if _everywhere(w.bind) else w.bind
-    return f"http://{host}:{w.port}/"
+    host = bind(config)
+    host = config.head.address if _everywhere(host) else host
+    return f"http://{host}:{config.webui.port}/"
 
 
 def image(config: ClusterConfig, node: Node) -> dict:
@@ -131,9 +144,13 @@ def container(config: ClusterConfig, node: Node) -> dict:
 
 def ready(config: ClusterConfig, node: Node) -> dict:
     w = config.webui
-    local = "127.0.0.1" if _everywhere(w.bind) else w.bind
+    local = "127.0.0.1" if _everywhere(bind(config)) else bind(config)
     return {"container": CONTAINER, "health": f"http://{local}:{w.port}/health", "url": url(config),
-            "timeout": w.ready_timeout}
+            "timeout": w.ready_timeout, "email": w.admin_email, "secret_file": SECRET_FILE}
+
+
+def admin(config: ClusterConfig, node: Node) -> dict:
+    return {"secret_file": SECRET_FILE, "email": config.webui.admin_email}
 
 
 def stop(config: ClusterConfig, node: Node) -> dict:
@@ -148,5 +165,8 @@ register(
          only=_is_head),
     Step("webui-ready", "wait until Open WebUI answers (head)", "webui/ready.sh.j2", ready, only=_is_head),
 )
+# The admin's password, read back on the head for the person at `fab webui`.
+register("webui-admin", Step("webui-admin", "show Open WebUI's admin account (head)", "webui/admin.sh.j2", admin,
+                             only=_is_head))
 # Every node: a head that moved in the config leaves no container behind.
 register("stop-webui", Step("webui-stop", "remove the Open WebUI container", "webui/stop.sh.j2", stop))

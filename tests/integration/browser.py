@@ -31,17 +31,6 @@ def page(tmp_path) -> Iterator:
             browser.close()
 
 
-def sign_up_first_admin(pg, url: str, name: str, email: str, password: str) -> None:
-    """What the first visitor of a fresh Open WebUI does: Get started, create the admin account."""
-    pg.goto(url, wait_until="networkidle", timeout=120_000)
-    pg.get_by_role("button", name="Get started").click()
-    pg.fill("#name", name)
-    pg.fill("#email", email)
-    pg.fill("#password", password)
-    pg.get_by_role("button", name="Create Admin Account").click()
-    pg.wait_for_selector("#chat-input", timeout=60_000)
-
-
 def sign_in(pg, url: str, email: str, password: str) -> None:
     """Sign in on the login page."""
     pg.goto(url, wait_until="networkidle", timeout=120_000)

@@ -93,46 +93,56 @@ def test_the_served_model_answers_with_the_served_name(cluster):
     assert [m["id"] for m in json.loads(listing)["data"]] == [SERVED]
 
 
-ADMIN = ("Ops Admin", "admin@example.com", "llmfab-Test-pw-1")
+def _admin(head) -> tuple[str, str]:
+    kept = dict(line.split("=", 1) for line in head.read("/etc/llmfab/webui.env").splitlines())
+    return "admin@llmfab.local", kept["WEBUI_ADMIN_PASSWORD"]
 
 
-def test_a_person_signs_in_to_the_real_open_webui_and_reads_a_streamed_answer(cluster, tmp_path):
+def test_a_person_signs_in_to_the_real_open_webui_as_its_admin_and_reads_a_streamed_answer(cluster, tmp_path):
     fleet, config = cluster
+    head = fleet.hosts[0]
     run = fab("webui", "--config", str(config), timeout=600)
     assert run.returncode == 0, run.output
     url = "http://127.0.0.61:18061/"
-    assert url in run.stdout
+    email, password = _admin(head)
+    assert url in run.stdout and f"Open WebUI admin: {email}  password: {password}" in run.stdout
+    # Nobody can sign up: the first visitor is not offered the admin account.
+    signup = head.exec("curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' "
+                       "-d '{\"name\": \"x\", \"email\": \"x@example.com\", \"password\": \"p\"}' "
+                       f"{url}api/v1/auths/signup")
+    assert signup.stdout == "403", signup
     with browser.page(tmp_path) as pg:
-        browser.sign_up_first_admin(pg, url, *ADMIN)
+        pg.goto(url, wait_until="networkidle", timeout=120_000)
+        assert pg.get_by_role("button", name="Create Admin Account").count() == 0
+        browser.sign_in(pg, url, email, password)
         browser.dismiss_release_notes(pg)
         # DEFAULT_MODELS reached the program: the served model is already picked.
         assert SERVED in pg.locator("#chat-input").locator("xpath=ancestor::form").inner_text()
         answer = browser.ask(pg, "Say hello to the cluster")
-        shot = config.parent / "webui-chat.png"
-        pg.screenshot(path=str(shot))
+        pg.screenshot(path=str(config.parent / "webui-chat.png"))
         token = pg.evaluate("localStorage.token")
     assert len(answer) > 5 and "tool choice" not in answer, answer
     # The answer came from the real vLLM through the endpoint llmfab rendered.
-    head_log = fleet.hosts[0].read("/var/log/llmfab/vllm-rank0.log")
-    assert '"POST /v1/chat/completions HTTP/1.1" 200' in head_log
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in head.read("/var/log/llmfab/vllm-rank0.log")
     # Its data directory is the one llmfab manages on the head.
-    assert fleet.hosts[0].exists("/var/lib/llmfab/open-webui/webui.db")
+    assert head.exists("/var/lib/llmfab/open-webui/webui.db")
     (config.parent / "webui-token").write_text(token)
 
 
 def test_open_webui_keeps_its_secret_users_and_chats_across_stop_and_redeploy(cluster, tmp_path):
     fleet, config = cluster
+    head = fleet.hosts[0]
     token = (config.parent / "webui-token").read_text()
     assert fab("stop", "--config", str(config), "--webui", timeout=120).returncode == 0
-    assert not [c for c in docker_state.containers(fleet.hosts[0]) if c["name"] == "llmfab-webui"]
+    assert not [c for c in docker_state.containers(head) if c["name"] == "llmfab-webui"]
     again = fab("webui", "--config", str(config), timeout=600)
     assert again.returncode == 0, again.output
+    assert "password" not in again.stdout
     # A session signed by the kept WEBUI_SECRET_KEY is still valid after the restart.
-    me = fleet.hosts[0].exec(f"curl -fsS -H 'Authorization: Bearer {token}' "
-                             "http://127.0.0.61:18061/api/v1/auths/")
-    assert me.returncode == 0 and '"email":"admin@example.com"' in me.stdout.replace(" ", ""), me
+    me = head.exec(f"curl -fsS -H 'Authorization: Bearer {token}' http://127.0.0.61:18061/api/v1/auths/")
+    assert me.returncode == 0 and '"email":"admin@llmfab.local"' in me.stdout.replace(" ", ""), me
     with browser.page(tmp_path) as pg:
-        browser.sign_in(pg, "http://127.0.0.61:18061/", ADMIN[1], ADMIN[2])
+        browser.sign_in(pg, "http://127.0.0.61:18061/", *_admin(head))
         browser.dismiss_release_notes(pg)
         assert pg.get_by_text("Say hello to the cluster").count() >= 1
 

@@ -122,21 +122,31 @@ def test_webui_keeps_its_secret_across_redeploys_and_never_shows_it(fleet_factor
     assert f"Open WebUI: http://127.0.0.11:{PORT}/" in run.stdout
     assert n1.exec(f"curl -fsS http://127.0.0.11:{PORT}/health").returncode == 0
 
-    secret = n1.read("/etc/llmfab/webui.env").strip().removeprefix("WEBUI_SECRET_KEY=")
+    kept = dict(line.split("=", 1) for line in n1.read("/etc/llmfab/webui.env").splitlines())
+    secret, password = kept["WEBUI_SECRET_KEY"], kept["WEBUI_ADMIN_PASSWORD"]
     key = n1.read("/etc/llmfab/api_key")
-    assert len(secret) >= 32 and n1.stat_mode("/etc/llmfab/webui.env") == 0o600
+    assert len(secret) >= 32 and len(password) >= 32 and n1.stat_mode("/etc/llmfab/webui.env") == 0o600
     container = webui_container(n1)
     assert container["env"]["WEBUI_SECRET_KEY"] == secret and container["env"]["OPENAI_API_KEY"] == key
+    # An admin made by llmfab, shown once to the person who ran it; nobody can sign up.
+    assert container["env"]["WEBUI_ADMIN_PASSWORD"] == password
+    assert container["env"]["WEBUI_ADMIN_EMAIL"] == "admin@llmfab.local"
+    assert container["env"]["ENABLE_SIGNUP"] == "False"
+    assert f"Open WebUI admin: admin@llmfab.local  password: {password}" in run.stdout
     assert container["env"]["OPENAI_API_BASE_URL"] == "http://127.0.0.11:40000/v1"
     assert container["env"]["WEBUI_AUTH"] == "True" and container["env"]["ENABLE_OLLAMA_API"] == "False"
     assert container["labels"]["llmfab.webui"] == "true" and "llmfab.engine" not in container["labels"]
-    for text in (secret, key):
-        assert text not in run.output
+    for text in (secret, key, password):
         assert all(text not in " ".join(call.args) for call in n1.calls("docker"))
+    assert secret not in run.output and key not in run.output
 
     again = fab("webui", "--config", str(config))
     assert again.returncode == 0, again.output
     assert "changed=0" in summary(again), again.stdout
+    assert password not in again.output
+    assert webui_steps.environment(config_mod.load(config))["HOST"] == "127.0.0.11"
+    shown = fab("webui", "--config", str(config), "--show-admin")
+    assert shown.returncode == 0 and password in shown.stdout, shown.output
     assert webui_container(n1)["id"] == container["id"]
 
     # A user signs up; a changed endpoint replaces the container, never the secret or the data.
@@ -149,7 +159,8 @@ def test_webui_keeps_its_secret_across_redeploys_and_never_shows_it(fleet_factor
     replaced = webui_container(n1)
     assert replaced["id"] != container["id"]
     assert replaced["env"]["OPENAI_API_BASE_URL"] == "http://127.0.0.11:40001/v1"
-    assert n1.read("/etc/llmfab/webui.env").strip() == f"WEBUI_SECRET_KEY={secret}"
+    assert n1.read("/etc/llmfab/webui.env").splitlines() == [f"WEBUI_SECRET_KEY={secret}",
+                                                             f"WEBUI_ADMIN_PASSWORD={password}"]
     state = json.loads(n1.read(f"{DATA}/webui.json"))
     assert state["users"] == ["ada@example.com"] and state["starts"] == 2
     assert state["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
@@ -195,7 +206,8 @@ def test_every_webui_script_is_clean_under_shellcheck_and_bash_n(tmp_path):
     subprocess.run(["shellcheck", "-S", "warning", *paths], check=True)
 
 
-@pytest.mark.parametrize("bind, url", [("0.0.0.0", "http://10.10.0.11:8080/"), ("127.0.0.1", "http://127.0.0.1:8080/")])
+@pytest.mark.parametrize("bind, url", [(None, "http://10.10.0.11:8080/"), ("0.0.0.0", "http://10.10.0.11:8080/"),
+                                       ("127.0.0.1", "http://127.0.0.1:8080/")])
 def test_the_printed_address_follows_where_open_webui_listens(bind, url):
     cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
     cfg.webui.bind = bind
