@@ -64,6 +64,8 @@ def _cluster(engine, version=None, api_key="none"):
     cfg.engine.name = engine
     cfg.engine.version = version
     cfg.engine.api_key = api_key
+    if version in ("v0.33.0", "v0.5.23"):  # CUDA 13 images: driver 580 or newer
+        cfg.nvidia.driver_version, cfg.nvidia.cuda_version = "580.65.06", "13.0.0"
     return cfg
 
 

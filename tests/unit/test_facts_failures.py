@@ -64,3 +64,12 @@ def test_every_fix_is_one_sentence():
 
 def test_bytes_and_none_are_accepted():
     assert diagnose_log(None) == [] and diagnose_log(b"\xffGloo connectFullMesh failed")[0].cause.startswith("Gloo")
+
+
+@pytest.mark.parametrize("relpath", ["field/fabricmanager/journal-fm-nv-warn-nothing-to-do-a40-nvlink-bridge.txt",
+                                     "field/fabricmanager/journal-fm-nv-warn-nothing-to-do-2x4090.txt"])
+def test_nv_warn_nothing_to_do_is_named_as_no_nvswitch_not_as_a_version_mismatch(relpath):
+    found = diagnose_log(load_fixture(relpath))
+    (named,) = [d for d in found if "no NVSwitch" in d.cause]
+    assert "nvidia.fabricmanager: false" in named.fix and "NV_WARN_NOTHING_TO_DO" in named.evidence_line
+    assert not any("does not match" in d.cause for d in found)
