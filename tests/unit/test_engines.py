@@ -139,7 +139,9 @@ class TestRenderedArgv:
             assert "--device /dev/infiniband" in line and "--ulimit nofile=" in line
             assert "--restart" not in argv and "-p" not in argv and "--privileged" not in argv
             model = "/mnt/share/deepseek-ai/DeepSeek-R1"
-            assert f"{model}:{model}:ro" in argv
+            # trtllm-serve 1.0 names the model after its directory: it sees it as served_name.
+            inside = "/llmfab/served/DeepSeek-R1" if profile.engine == "trtllm" else model
+            assert f"{model}:{inside}:ro" in argv
             assert "NCCL_IB_HCA=mlx5_0,mlx5_1,mlx5_4,mlx5_5" in argv
             assert "NCCL_IB_GID_INDEX=3" in argv and "GLOO_SOCKET_IFNAME=bond0" in argv
 
@@ -218,13 +220,60 @@ class TestTrtllm:
         assert serve[serve.index(trtllm.CONFIG_FLAG) + 1] == trtllm.config_path(launch_for(p))
         assert serve[serve.index("--tp_size") + 1] == "16" == serve[serve.index("--ep_size") + 1]
 
-    def test_the_extra_options_yaml_has_attention_dp_fp8_kv_and_optional_mtp(self):
+    def test_the_extra_options_yaml_has_attention_dp_fp8_kv_chunked_prefill_and_optional_mtp(self):
         p = get_profile("trtllm")
         doc = yaml.safe_load(trtllm.extra_options_yaml(p, launch_for(p)))
-        assert doc == {"enable_attention_dp": True, "kv_cache_config": {"dtype": "fp8"}}
+        assert doc == {"enable_attention_dp": True, "enable_chunked_prefill": True,
+                       "kv_cache_config": {"dtype": "fp8", "free_gpu_memory_fraction": 0.85}}
         opts = {**default_options(p), "mtp_layers": 2}
         doc = yaml.safe_load(trtllm.extra_options_yaml(p, launch_for(p, options=opts)))
         assert doc["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 2}
+
+    def test_the_kv_cache_fraction_reaches_the_engine_through_the_yaml_not_a_flag_it_overrides(self):
+        p = get_profile("trtllm")
+        launch = launch_for(p, options={**default_options(p), "kv_cache_free_gpu_memory_fraction": 0.7})
+        doc = yaml.safe_load(trtllm.extra_options_yaml(p, launch))
+        assert doc["kv_cache_config"]["free_gpu_memory_fraction"] == 0.7
+        assert "--kv_cache_free_gpu_memory_fraction" not in trtllm.serve_command(p, launch)
+
+    def test_the_served_name_is_the_model_directory_trtllm_serve_reports(self):
+        p = get_profile("trtllm")
+        launch = launch_for(p, served_name="r1")
+        assert trtllm.serve_command(p, launch)[1] == "/llmfab/served/r1"
+        (head, *_rest) = render_plan(p, launch)
+        assert f"{launch.model_path}:/llmfab/served/r1:ro" in head.argv
+        with pytest.raises(EngineConfigError, match="plain name"):
+            render_plan(p, launch_for(p, served_name="org/r1"))
+
+    def test_mpirun_pins_the_container_host_key_and_uses_the_images_open_mpi_prefix(self):
+        p = get_profile("trtllm")
+        launch = launch_for(p)
+        payload = payload_of(render_plan(p, launch)[-1].argv)
+        assert "StrictHostKeyChecking=no" not in payload and "/dev/null" not in payload
+        assert f"UserKnownHostsFile={launch.ssh_dir}/known_hosts" in payload
+        assert 'exec "$prefix/bin/mpirun" --prefix "$prefix" ' in payload and "-x OPAL_PREFIX" in payload
+        sshd = payload_of(render_plan(p, launch)[0].argv)
+        assert f"-h {launch.ssh_dir}/{trtllm.HOST_KEY}" in sshd and "ssh-keygen" not in sshd
+
+    def test_the_image_probe_exits_3_without_sshd_4_without_orted_and_names_both(self, tmp_path):
+        import subprocess
+        (tmp_path / "ompi" / "bin").mkdir(parents=True)
+        orted = tmp_path / "ompi" / "bin" / "orted"
+        orted.write_text("#!/bin/sh\n")
+        orted.chmod(0o755)
+        sshd_dir = tmp_path / "sbin"
+        sshd_dir.mkdir()
+        (sshd_dir / "sshd").write_text("#!/bin/sh\n")
+        (sshd_dir / "sshd").chmod(0o755)
+
+        def run(sshd, **env):
+            probe = trtllm.MPI_PROBE.replace("/usr/sbin/sshd", str(sshd))
+            return subprocess.run(["/bin/bash", "-c", probe], env={"PATH": "/usr/bin:/bin", **env},
+                                  capture_output=True, text=True)
+        ok = run(sshd_dir / "sshd", OPAL_PREFIX=str(tmp_path / "ompi"))
+        assert ok.returncode == 0 and f"orted {orted}" in ok.stdout
+        assert run(sshd_dir / "absent", OPAL_PREFIX=str(tmp_path / "ompi")).returncode == 3
+        assert run(sshd_dir / "sshd").returncode == 4
 
     def test_an_api_key_file_is_refused_because_no_key_option_was_verified(self, key_file):
         p = get_profile("trtllm")
