@@ -18,6 +18,7 @@ from . import cuda, engines
 from .config import ClusterConfig, Node
 from .engines import EngineConfigError, EngineProfile, Launch, NodeInfo
 from .errors import LlmfabError
+from .models import UnknownModelError, load_model
 
 API_KEY_FILE = "/etc/llmfab/api_key"
 CONTAINER = "llmfab-engine"
@@ -59,7 +60,8 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     except (KeyError, ValueError) as e:
         raise DeploymentError(str(e).strip("'\"")) from None
     _driver_runs_image(config, profile)
-    wanted = {**engines.default_options(profile), **(config.engine.options if same_engine else {})}
+    wanted = {**engines.default_options(profile), **engines.reasoning_options(profile, _model_name(config)),
+              **(config.engine.options if same_engine else {})}
     errors = engines.validate_options(profile, wanted)
     if errors:
         raise DeploymentError(f"engine.options for {profile.engine} {profile.version}: " + "; ".join(errors))
@@ -74,6 +76,14 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     fingerprint = _fingerprint(profile, launch)
     launch = replace(launch, labels={**launch.labels, "llmfab.fingerprint": fingerprint})
     return Deployment(config, profile, options, launch, fingerprint)
+
+
+def _model_name(config: ClusterConfig) -> str:
+    """The model's name in llmfab/models/ ("deepseek-r1"), or "" when it has no description."""
+    try:
+        return load_model(config.model.id).name
+    except UnknownModelError:
+        return ""
 
 
 def _driver_runs_image(config: ClusterConfig, profile: EngineProfile) -> None:

@@ -126,6 +126,10 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
             "enable_chunked_prefill": True}
 
 
+# DeepSeek-R1's thinking as reasoning_content (--reasoning_parser, in the 1.0-line serve.py).
+REASONING = {"1.0.0": {"reasoning_parser": "deepseek-r1"}}
+
+
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
     """Refuse tp_size x pp_size other than the GPU count, or an ep_size that does not divide tp."""
     total = nodes * gpus_per_node

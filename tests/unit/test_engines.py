@@ -13,7 +13,7 @@ import yaml
 from llmfab.engines import (EngineConfigError, Launch, NodeInfo, check_parallelism,
                             default_options, get_profile, list_engines, list_versions,
                             readiness_urls, render_plan, validate_options)
-from llmfab.engines import sglang, trtllm, vllm
+from llmfab.engines import reasoning_options, sglang, trtllm, vllm
 
 ALL = [(e, v) for e in list_engines() for v in list_versions(e)]
 NODES = (NodeInfo("h20-a", "10.20.0.11", 0), NodeInfo("h20-b", "10.20.0.12", 1))
@@ -328,3 +328,34 @@ class TestLaunchChecks:
 
     def test_sglang_module_level_check_matches_the_dispatcher(self):
         assert sglang.check_parallelism({"tp_size": 16}, 2, 8) == []
+
+
+class TestModelDefaults:
+    @pytest.mark.parametrize("engine,version,expected", [
+        ("vllm", "v0.8.5", ["--enable-reasoning", "--reasoning-parser", "deepseek_r1"]),
+        ("vllm", "v0.33.0", ["--reasoning-parser", "deepseek_r1"]),
+        ("sglang", "v0.4.4", ["--reasoning-parser", "deepseek-r1"]),
+        ("sglang", "v0.5.23", ["--reasoning-parser", "deepseek-r1"]),
+        ("trtllm", "1.0.0", ["--reasoning_parser", "deepseek-r1"]),
+    ])
+    def test_deepseek_r1_gets_the_reasoning_parser_of_each_pinned_version(self, engine, version, expected):
+        from pathlib import Path
+        from llmfab import config as config_mod
+        from llmfab.deployment import build
+        cfg = config_mod.load(Path(__file__).resolve().parents[2] / "configs" / "h20-2x8.yaml")
+        cfg.engine.name, cfg.engine.version, cfg.engine.api_key = engine, version, "none"
+        cfg.nvidia.driver_version = "580.65.06"
+        d = build(cfg)
+        line = " ".join(a for s in d.steps_for(cfg.head) for a in s.argv)
+        assert " ".join(expected) in line
+        cfg.model.id = "meta-llama/Llama-3.1-70B-Instruct"
+        assert reasoning_options(d.profile, "llama-3.1-70b") == {}
+
+    def test_sglang_keeps_its_own_static_memory_fraction_unless_configured(self):
+        from llmfab.engines import sglang
+        p = get_profile("sglang")
+        assert "mem_fraction_static" not in default_options(p)
+        assert "--mem-fraction-static" not in " ".join(a for argv in all_argvs(p, launch_for(p)) for a in argv)
+        assert sglang.default_mem_fraction(16) == 0.79 and sglang.default_mem_fraction(1) == 0.88
+        configured = launch_for(p, options={**default_options(p), "mem_fraction_static": 0.85})
+        assert "--mem-fraction-static" in " ".join(a for argv in all_argvs(p, configured) for a in argv)
