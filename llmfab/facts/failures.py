@@ -54,6 +54,19 @@ ENGINE_RULES = [
          "not supported), so ranks cannot reach {host}:{port}",
          "Give --dist-init-addr / MASTER_ADDR the head's IPv4 literal instead of a host name (llmfab renders the "
          "head's IPv4), or make {host} resolve to IPv4 on every node."),
+    Rule("mpirun-ssh-denied", re.compile(r"(?:\w+@)?(?P<host>[\w.\-\[\]:]+): Permission denied \(publickey"),
+         "mpirun's ssh into {host} was refused: that node's authorized_keys does not hold the head's key",
+         "Deploy every node from the same llmfab config or export (fab deploy, or the same export-bundle run) so "
+         "/etc/llmfab/ssh/authorized_keys holds the cluster's key, then deploy again."),
+    Rule("mpirun-host-key", re.compile(r"Host key verification failed"),
+         "mpirun's ssh refused a node's host key: the container sshd does not present the host key the head pins",
+         "Deploy every node from the same llmfab config or export so each container's sshd uses the cluster's "
+         "host key in /etc/llmfab/ssh, then deploy again."),
+    Rule("orte-daemons", re.compile(r"ORTE was unable to reliably start one or more daemons"),
+         "mpirun could not start Open MPI's daemon on another node: ssh into its container failed, or orted "
+         "was not found there",
+         "Check that every node's container is up with its sshd (fab status) and reachable from the head on the "
+         "sshd port, and read the lines before this one for the ssh error."),
     Rule("ray-version-mismatch", re.compile(r"Version mismatch: The cluster was started with"),
          "the worker runs a different Ray or Python than the head: the nodes use different images",
          "Run the same image (same digest) on every node and restart head and workers together."),

@@ -34,6 +34,8 @@ CASES = [
     ("field/failures/nccl-socketstartconnect-abort-ipv6-link-local-ib1.txt", "link-local", "NCCL_SOCKET_IFNAME"),
     ("field/failures/c10d-client-socket-timed-out-tuple-and-to-host-vllm.txt", "store at 172.17.0.9:50437", "nc -zv"),
     ("field/failures/c10d-client-socket-failed-connect-bracket-errno-110.txt", "store at 198.18.0.1:3254", "nc -zv"),
+    ("field/failures/mpirun-ssh-permission-denied-orte-daemons.txt",
+     "ssh into tensorflow-benchmarks-worker-1.tensorflow-benchmarks-worker was refused", "authorized_keys"),
     ("field/failures/c10d-errno-97-client-socket-hostname-sglang.txt", "sws-8h100grid-05.mpi-sws.org resolves to an IPv6",
      "IPv4 literal"),
 ]
