@@ -165,13 +165,12 @@ def _fabric_manager(r: NodeReport, e: Expect, out) -> None:
     evidence = f"nvidia-fabricmanager {state.state or 'unknown'}, package {fm or 'not installed'}"
     if fabricmanager.nothing_to_do(_text(out, "fm_log")):
         waiting = [f for f in gpu.parse_smi_q(_text(out, "smi_q")).fabric if f.verdict == "pending"]
-        r.add("fabric manager", not waiting,
-              evidence + "; it found no NVSwitch to manage (NV_WARN_NOTHING_TO_DO)"
-              + (f", yet {len(waiting)} GPU(s) wait for fabric registration" if waiting else ""),
+        evidence += "; it found no NVSwitch to manage (NV_WARN_NOTHING_TO_DO)" + (
+            f", yet {len(waiting)} GPU(s) wait for fabric registration" if waiting
+            else ": no NVSwitch here; set nvidia.fabricmanager: false")
+        r.add("fabric manager", not waiting, evidence,
               "on NVLink 5 systems (B200 and later) install and start NVLSM with the fabric manager; "
               "GPUs stay 'In Progress' without it")
-        if not waiting:
-            r.checks[-1].evidence += ": no NVSwitch here; set nvidia.fabricmanager: false"
         return
     ok = state.active and fm is not None and fabricmanager.fm_matches_driver(fm, e.driver)
     r.add("fabric manager", ok, evidence,
