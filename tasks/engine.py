@@ -6,7 +6,7 @@ from invoke import task
 from invoke.exceptions import Exit
 from rich.text import Text
 
-from llmfab import capacity
+from llmfab import capacity, group
 from llmfab.config import ClusterConfig, Engine
 from llmfab.deployment import DeploymentError, build
 from llmfab.engines import list_engines, list_versions
@@ -140,7 +140,20 @@ def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, 
                 out.print(f"  endpoint {url}: [{'green' if state == 'up' else 'red'}]{state}[/]")
             for (gpus, *_rest) in r.of_kind("gpus"):
                 out.print(f"  GPUs in use: {gpus}")
+        broken = group.down(results)
+        if broken:
+            _report_broken(out, broken, results)
         session.finish(results, "status")
+        if broken:
+            raise Exit(code=int(ExitStatus.HOST_FAILED))
+
+
+def _report_broken(out, broken: list[group.Rank], results: list[HostResult]) -> None:
+    """Name the ranks that are down while others run, with what their logs say."""
+    out.print("[bold red]engine group broken:[/bold red] down while other ranks run: "
+              + "; ".join(r.describe() for r in broken))
+    _diagnose(out, [r for r in results if r.host in {b.host for b in broken}])
+    out.print("  ranks cannot rejoin a running group: `fab deploy` restarts all of them")
 
 
 @task(help={**SSH, "node": "only this node (name or address)", "lines": "lines per log (default 200)"})

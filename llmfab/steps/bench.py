@@ -5,7 +5,7 @@ container already has the model (for the tokenizer) at the same path and
 host networking. ``docker exec`` runs it there against the deployed endpoint.
 What each engine version ships was read from its release:
 
-- vLLM v0.8.5 and v0.33.0: ``vllm bench serve`` (the wheels'
+- vLLM v0.8.5, v0.32.0 and v0.33.0: ``vllm bench serve`` (the wheels'
   ``vllm/entrypoints/cli/benchmark/serve.py`` over ``vllm/benchmarks/serve.py``),
   in the wheel the image installs. ``benchmarks/benchmark_serving.py`` is a
   source-tree script: missing from the images of April 2025 (vllm#16602), added
@@ -133,6 +133,8 @@ _VLLM_SRC = ("vllm-{v} wheel: vllm/entrypoints/cli/benchmark/serve.py, vllm/benc
 TOOLS: dict[tuple[str, str], Tool] = {
     ("vllm", "v0.8.5"): Tool(("vllm", "bench", "serve"), _vllm,
                              _VLLM_SRC.format(v="0.8.5", f="endpoint_request_func.py#L87")),
+    ("vllm", "v0.32.0"): Tool(("vllm", "bench", "serve"), _vllm,
+                              _VLLM_SRC.format(v="cpu-0.32.0", f="lib/endpoint_request_func.py#L153")),
     ("vllm", "v0.33.0"): Tool(("vllm", "bench", "serve"), _vllm,
                               _VLLM_SRC.format(v="0.33.0", f="lib/endpoint_request_func.py#L173")),
     ("sglang", "v0.4.4"): Tool(("python3", "-m", "sglang.bench_serving"), _sglang_044,

@@ -136,7 +136,7 @@ def _key_file(config: ClusterConfig) -> str:
 def ready(config: ClusterConfig, node: Node) -> dict:
     d = deployment(config)
     urls = d.urls()
-    logs = sorted(set(re.findall(r">>(\S+\.log)", " ".join(a for s in d.steps_for(node) for a in s.argv))))
+    logs = _logs(d, node)
     return {
         "container": CONTAINER, "health": urls["health"], "models": urls["models"],
         "info": urls["info"] if d.engine == "sglang" else "", "served": config.model.served_name,
@@ -159,9 +159,15 @@ def smoke(config: ClusterConfig, node: Node) -> dict:
             "request": json.dumps(request, ensure_ascii=False, indent=2)}
 
 
+def _logs(d: Deployment, node: Node) -> list[str]:
+    """The log files NODE's engine commands write (their ``>>FILE`` redirections)."""
+    return sorted(set(re.findall(r">>(\S+\.log)", " ".join(a for s in d.steps_for(node) for a in s.argv))))
+
+
 def status(config: ClusterConfig, node: Node) -> dict:
-    health = deployment(config).urls()["health"] if _is_head(config, node) else ""
-    return {"health": health}
+    d = deployment(config)
+    health = d.urls()["health"] if _is_head(config, node) else ""
+    return {"health": health, "container": CONTAINER, "logs": _logs(d, node)}
 
 
 def _needs_serve(config: ClusterConfig) -> bool:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 from . import cleanup
 from .calls import CALLS_LOG, Call, parse_calls
@@ -115,6 +115,7 @@ class TestHost:
             "HOST_PORT": str(self.port),
             "FLEET_PAYLOAD": str(self.fleet.payload_dir),
             "KERNEL_META": "1" if self.kernel_meta else "0",
+            "HOST_BINDS": "\n".join(hidden_paths(self.fleet.shared_paths)),
         }
         argv = [
             "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "--",
@@ -268,6 +269,25 @@ class TestHost:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def hidden_paths(paths: Iterable[Path | str]) -> list[str]:
+    """Those of ``paths`` that a host's overlay of ``/`` would not show, to bind in.
+
+    The overlay shows the root filesystem only: a directory on another mount
+    (a home on its own disk) would be an empty mount point inside, and the
+    host's /tmp, /run and /dev/shm are fresh tmpfs. A checkout or a virtual
+    environment there is bound in read-only at the same path.
+    """
+    root_dev = os.stat("/").st_dev
+    found: list[str] = []
+    for path in dict.fromkeys(Path(p).resolve() for p in paths):
+        if not path.is_dir():
+            continue
+        fresh = any(path == Path(d) or Path(d) in path.parents for d in ("/tmp", "/run", "/dev/shm"))
+        if fresh or os.stat(path).st_dev != root_dev:
+            found.append(str(path))
+    return found
 
 
 def _refuse_busy_port(address: str, port: int) -> None:

@@ -4,7 +4,7 @@
 #   unshare --mount --uts --pid --fork --kill-child -- \
 #       bash host_init.sh llmfab-testhost OWNER HOST_DIR
 #
-# with HOST_NAME, HOST_ADDR, HOST_PORT, FLEET_PAYLOAD and KERNEL_META in the
+# with HOST_NAME, HOST_ADDR, HOST_PORT, FLEET_PAYLOAD, KERNEL_META and HOST_BINDS in the
 # environment. "llmfab-testhost OWNER HOST_DIR" stays on the command line of
 # PID 1 so a later run can find and end hosts whose owner died.
 #
@@ -46,13 +46,26 @@ mount_system() {
     bind_read_only "$ROOT/proc/sysrq-trigger" "$ROOT/proc/sysrq-trigger"
   fi
   mount --rbind /dev "$ROOT/dev"
-  mount -t tmpfs -o mode=1777,size=64m tmpfs "$ROOT/dev/shm"
+  # Engines share memory between their processes there (vLLM needs 160 MiB and more).
+  mount -t tmpfs -o mode=1777,size=2g tmpfs "$ROOT/dev/shm"
   bind_read_only /sys "$ROOT/sys"
   mount -t tmpfs -o mode=1777 tmpfs "$ROOT/tmp"
   mount -t tmpfs -o mode=0755,size=64m tmpfs "$ROOT/run"
   # sshd refuses to start without its privilege separation directory.
   install -d -m 0755 "$ROOT/run/sshd"
   install -d -m 1777 "$ROOT/run/lock"
+}
+
+# bind_hidden binds, read-only and at the same path, each directory of
+# HOST_BINDS (one per line): the test's checkout and Python environments when
+# they lie where the overlay cannot show them (another mount, /tmp, /run).
+bind_hidden() {
+  local dir
+  while IFS= read -r dir; do
+    [[ -n $dir ]] || continue
+    mkdir -p "$ROOT$dir"
+    bind_read_only "$dir" "$ROOT$dir"
+  done <<<"${HOST_BINDS-}"
 }
 
 # provision runs provision.sh inside the host once; restarts keep its result.
@@ -81,5 +94,6 @@ run_sshd() {
 
 mount_root
 mount_system
+bind_hidden
 provision
 run_sshd

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ from .host import (
     require_host_support,
 )
 from .keys import known_hosts_line, write_keypair
-from .payload import build_payload
+from .payload import HARNESS_DIR, build_payload
+from .real import real_prefix
 
 __all__ = [
     "HarnessUnavailable",
@@ -104,6 +106,10 @@ class TestFleet:
             for i in range(count)
         ]  # fmt: skip
         self.has_sudo = shutil.which("sudo") is not None
+        # What hosts must see at the same paths: this checkout (the stand-in
+        # engine), the Python running the tests (Ray) and the real programs.
+        self.shared_paths: list[Path] = [
+            HARNESS_DIR.parents[1], Path(sys.prefix), Path(sys.base_prefix), real_prefix()]
 
     def __enter__(self) -> TestFleet:
         self.start()

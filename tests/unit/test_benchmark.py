@@ -64,7 +64,8 @@ def _cluster(engine, version=None, api_key="none"):
     cfg.engine.name = engine
     cfg.engine.version = version
     cfg.engine.api_key = api_key
-    if version in ("v0.33.0", "v0.5.23"):  # CUDA 13 images: driver 580 or newer
+    from llmfab.engines import get_profile
+    if get_profile(engine, version).cuda_requires.startswith("13."):  # CUDA 13 images: driver 580 or newer
         cfg.nvidia.driver_version, cfg.nvidia.cuda_version = "580.65.06", "13.0.0"
     return cfg
 
@@ -221,7 +222,7 @@ def test_without_matplotlib_the_plot_says_how_to_install_it(tmp_path, monkeypatc
         benchmark.plot([_run(load_fixture(VLLM_OLD), "2026-07-03T09:00:00Z")], tmp_path / "x.png")
 
 
-PROFILES = [("vllm", "v0.8.5"), ("vllm", "v0.33.0"), ("sglang", "v0.4.4"), ("sglang", "v0.5.23"),
+PROFILES = [("vllm", "v0.8.5"), ("vllm", "v0.32.0"), ("vllm", "v0.33.0"), ("sglang", "v0.4.4"), ("sglang", "v0.5.23"),
             ("trtllm", "1.0.0")]
 
 

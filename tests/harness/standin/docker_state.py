@@ -99,11 +99,14 @@ def _kv(text: str | None) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
-def _alive(host: Any, pid: str, ident: str) -> bool:
-    environ = host.read(f"/proc/{pid}/environ") if pid else None
+def _alive(host: Any, pid: str, ident: str, mntns: str) -> bool:
+    """As the stub's ``marked``: alive, and in the container's mount namespace or marked."""
     stat = host.read(f"/proc/{pid}/stat") if pid else None
-    if not environ or not stat or stat.rpartition(")")[2].split()[0] == "Z":
+    if not stat or stat.rpartition(")")[2].split()[0] == "Z":
         return False
+    if mntns and host.exec(f"readlink /proc/{pid}/ns/mnt").stdout.strip() == mntns:
+        return True
+    environ = host.read(f"/proc/{pid}/environ") or ""
     return f"LLMFAB_CONTAINER={ident}" in environ.split("\0")
 
 
@@ -125,7 +128,7 @@ def containers(host: Any) -> list[dict[str, Any]]:
         started, code = host.exists(f"{base}/started"), read("exit_code").strip()
         if not started:
             status = "created"
-        elif not code and _alive(host, pid, ident):
+        elif not code and _alive(host, pid, ident, read("mntns").strip()):
             status = "running"
         else:
             status = "exited"
