@@ -13,11 +13,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from . import cuda
 from .facts import fabricmanager, gpu, ib, net
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 MIN_SHM_GB = 64
-MIN_FREE_DISK_GB = 700
 MAX_CLOCK_SKEW_S = 2.0
 IMAGE_ID = "{{.Id}}"
 
@@ -41,6 +41,12 @@ class Expect:
     image_archive: str
     min_driver: Optional[str]
     ports: tuple[int, ...]
+    # The CUDA the engine image is built for (the rule is llmfab/cuda.py).
+    image_cuda: Optional[str] = None
+    # Bytes the model needs on disk (model.size_gb or llmfab/models/); 0: unknown.
+    model_bytes: int = 0
+    # nvidia.fabricmanager: false means nobody should run a fabric manager here.
+    fabricmanager: bool = True
 
 
 @dataclass
@@ -66,10 +72,13 @@ def probes(expect: Expect) -> dict[str, str]:
     cmds = {
         "gpu": gpu.QUERY_COMMAND,
         "fm_active": fabricmanager.IS_ACTIVE_COMMAND,
+        "smi_q": gpu.QUERY_ALL_COMMAND,
+        "fm_log": fabricmanager.STATUS_COMMAND + " 2>&1 || true",
         "fm_version": "dpkg-query -W -f='${Package} ${Version}\\n' 'nvidia-fabricmanager*' 2>/dev/null | grep -v ' $' || true",
         "lsmod": "lsmod",
         "modules_load": "cat /etc/modules-load.d/*.conf 2>/dev/null || true",
         "ibstat": ib.IBSTAT_COMMAND,
+        "gids": ib.gids_command([h.split(":")[0] for h in expect.hcas]),
         "addr": net.addr_command(expect.interface),
         "link": net.link_command(expect.interface),
         "route": f"ip -o route get {expect.head_address}",
@@ -97,7 +106,8 @@ def _q(text: str) -> str:
 def judge_node(node: str, expect: Expect, out: dict[str, tuple[int, str]]) -> NodeReport:
     """All per-node checks from the probe outputs (name -> (exit status, text))."""
     r = NodeReport(node)
-    for check in (_gpu, _fabric_manager, _peermem, _hcas, _interface, _shm, _nofile, _disk, _model, _image, _ports):
+    for check in (_gpu, _fabric_manager, _fabric_state, _peermem, _hcas, _interface, _shm, _nofile, _disk, _model,
+                  _image, _ports):
         check(r, expect, out)
     return r
 
@@ -123,10 +133,22 @@ def _gpu(r: NodeReport, e: Expect, out) -> None:
           f"{inv.count} x {names}", f"expected {e.gpus} x {e.gpu_model}: check the config's gpu section or the node")
     r.add("driver", inv.driver_version == e.driver, f"driver {inv.driver_version}",
           f"install driver {e.driver} (fab prep --upgrade-driver) so every node runs the configured driver")
-    if e.min_driver and inv.driver_version:
-        r.add("image CUDA", _version(inv.driver_version) >= _version(e.min_driver),
-              f"image needs driver >= {e.min_driver}, host has {inv.driver_version}",
-              "use an engine version built for this driver's CUDA, or upgrade the driver (error 804 / cuda>= unsatisfied otherwise)")
+    if e.image_cuda and inv.driver_version:
+        _image_cuda(r, e.image_cuda, inv.driver_version)
+
+
+def _image_cuda(r: NodeReport, image_cuda: str, driver: str) -> None:
+    """The engine image's CUDA against the host driver, by NVIDIA's compatibility rule (llmfab/cuda.py)."""
+    verdict, evidence = cuda.verdict(driver, image_cuda)
+    if verdict == "too-old":
+        r.add("image CUDA", False, evidence,
+              f"upgrade the driver to branch {cuda.min_driver_branch(image_cuda)} or newer "
+              "(nvidia.driver_version, fab prep --upgrade-driver), or use an engine version built for CUDA "
+              f"{cuda.driver_cuda(driver)}; otherwise the container fails with error 804 / cuda>= unsatisfied")
+    else:
+        r.add("image CUDA", verdict == "ok", evidence,
+              "nothing needed for engines' compiled kernels; a driver whose own CUDA is the image's avoids "
+              "the minor-version limits (" + cuda.SOURCE + ")", warn=True)
 
 
 def _version(v: str) -> tuple:
@@ -134,13 +156,47 @@ def _version(v: str) -> tuple:
 
 
 def _fabric_manager(r: NodeReport, e: Expect, out) -> None:
+    if not e.fabricmanager:
+        r.add("fabric manager", True, "not managed here (nvidia.fabricmanager: false)", "")
+        return
     state = fabricmanager.parse_is_active(_text(out, "fm_active"))
     versions = dict(line.split(" ", 1) for line in _text(out, "fm_version").splitlines() if " " in line)
     fm = next(iter(versions.values()), None)
+    evidence = f"nvidia-fabricmanager {state.state or 'unknown'}, package {fm or 'not installed'}"
+    if fabricmanager.nothing_to_do(_text(out, "fm_log")):
+        waiting = [f for f in gpu.parse_smi_q(_text(out, "smi_q")).fabric if f.verdict == "pending"]
+        evidence += "; it found no NVSwitch to manage (NV_WARN_NOTHING_TO_DO)" + (
+            f", yet {len(waiting)} GPU(s) wait for fabric registration" if waiting
+            else ": no NVSwitch here; set nvidia.fabricmanager: false")
+        r.add("fabric manager", not waiting, evidence,
+              "on NVLink 5 systems (B200 and later) install and start NVLSM with the fabric manager; "
+              "GPUs stay 'In Progress' without it")
+        return
     ok = state.active and fm is not None and fabricmanager.fm_matches_driver(fm, e.driver)
-    r.add("fabric manager", ok, f"nvidia-fabricmanager {state.state or 'unknown'}, package {fm or 'not installed'}",
+    r.add("fabric manager", ok, evidence,
           f"install nvidia-fabricmanager matching driver {e.driver} exactly and start it (fab prep); "
           "otherwise CUDA reports error 802 'system not yet initialized'")
+
+
+def _fabric_state(r: NodeReport, e: Expect, out) -> None:
+    """Every GPU's NVLink fabric registration (nvidia-smi -q): Completed/Success, or no fabric at all."""
+    smi = gpu.parse_smi_q(_text(out, "smi_q"))
+    if smi.failure or (smi.reason and not smi.fabric):
+        r.add("NVLink fabric", False, f"nvidia-smi -q: {smi.failure.cause if smi.failure else smi.reason}",
+              "read the fabric state by hand: nvidia-smi -q | grep -A3 Fabric", warn=True)
+        return
+    if not smi.fabric or all(f.verdict == "not-applicable" for f in smi.fabric):
+        r.add("NVLink fabric", True, "no NVLink fabric to register (no Fabric block, or N/A)", "")
+        return
+    bad = smi.unhealthy_fabric
+    shown = "; ".join(f"{f.bus_id or 'GPU'}: {f.state}/{f.status}" for f in bad[:3]) + ("; ..." if len(bad) > 3 else "")
+    fix = ("set nvidia.fabricmanager: true and run fab prep: this node has an NVSwitch fabric"
+           if not e.fabricmanager else
+           "start nvidia-fabricmanager of exactly the driver's version and wait for State Completed, Status "
+           "Success; a Completed state with an error status needs a node reboot (or the NVSwitch checked)")
+    r.add("NVLink fabric", not bad,
+          f"{len(smi.fabric) - len(bad)}/{len(smi.fabric)} GPUs Completed/Success" + (f"; {shown}" if bad else ""),
+          fix + ": CUDA fails with error 802 until then")
 
 
 def _peermem(r: NodeReport, e: Expect, out) -> None:
@@ -153,12 +209,31 @@ def _peermem(r: NodeReport, e: Expect, out) -> None:
 
 def _hcas(r: NodeReport, e: Expect, out) -> None:
     parsed = ib.parse_ibstat(_text(out, "ibstat"))
+    gids = ib.parse_show_gids(_text(out, "gids"))
     for hca in ib.hca_status(parsed, [h.split(":")[0] for h in e.hcas]):
         r.add(f"HCA {hca.name}", hca.ok, hca.detail or ("Active" if hca.ok else "not active"),
               f"bring {hca.name} up (ibstat shows its port state), or drop it from network.nccl_ib_hca")
-        if hca.ok and (hca.link_layer or "").lower() == "ethernet" and e.gid_index is None:
-            r.add(f"GID index {hca.name}", False, "RoCE link layer and no network.nccl_ib_gid_index",
-                  "set network.nccl_ib_gid_index (often 3: the RoCE v2 IPv4 GID, see show_gids)", warn=True)
+        if hca.ok and (hca.link_layer or "").lower() == "ethernet":
+            _gid_index(r, e, hca.name, gids)
+
+
+def _gid_index(r: NodeReport, e: Expect, hca: str, gids: "ib.GidTable") -> None:
+    """On RoCE, NCCL_IB_GID_INDEX must be the HCA's RoCE v2 IPv4 GID (show_gids or sysfs); not always 3."""
+    port = next((int(h.split(":")[1]) for h in e.hcas if h.split(":")[0] == hca and ":" in h), 1)
+    found = ib.roce_v2_gid_index(gids, hca, port)
+    name = f"GID index {hca}"
+    if found is None:
+        why = gids.reason or f"no RoCE v2 GID with an IPv4 address on {hca} port {port}"
+        r.add(name, False, f"configured {e.gid_index if e.gid_index is not None else 'none'}; {why}",
+              f"give {hca}'s netdev an IPv4 address, then set network.nccl_ib_gid_index to its RoCE v2 "
+              "index (show_gids)", warn=True)
+        return
+    if e.gid_index is None:
+        r.add(name, False, f"RoCE link layer and no network.nccl_ib_gid_index; show_gids: RoCE v2 IPv4 is {found}",
+              f"set network.nccl_ib_gid_index: {found}", warn=True)
+        return
+    r.add(name, e.gid_index == found, f"configured {e.gid_index}, {hca} port {port} RoCE v2 IPv4 GID is {found}",
+          f"set network.nccl_ib_gid_index: {found} (NCCL otherwise uses a GID the switch drops: a hang after init)")
 
 
 def _interface(r: NodeReport, e: Expect, out) -> None:
@@ -187,9 +262,57 @@ def _nofile(r: NodeReport, e: Expect, out) -> None:
 
 
 def _disk(r: NodeReport, e: Expect, out) -> None:
-    kb = _int(_text(out, "disk"))
-    r.add("free disk", kb is not None and kb >= MIN_FREE_DISK_GB * 1e6 / 1024, f"{(kb or 0) * 1024 / 1e9:.0f} GB free at {e.model_path}",
-          f"free at least {MIN_FREE_DISK_GB} GB at the model path (local NVMe)", warn=True)
+    """Free space for what the model still has to download: its size minus what is on disk."""
+    free = _int(_text(out, "disk"))
+    files = _model_files(out)
+    index = _index(out)
+    need, basis = _model_size(e, index)
+    complete = bool(index and index.get("shards")) and all(files.get(s, 0) > 0 for s in index["shards"])
+    have = sum(files.values())
+    missing = 0 if complete else max(0, need - have)
+    if free is None:
+        r.add("free disk", False, f"df printed no free space for {e.model_path}", "check the model path's file system")
+        return
+    free_b = free * 1024
+    evidence = f"{_gb(free_b)} free at {e.model_path}; " + (
+        "every shard present" if complete else f"{_gb(missing)} still to download ({basis} {_gb(need)}, {_gb(have)} on disk)")
+    if not need and not complete:
+        r.add("free disk", False, evidence.split(";")[0] + "; the model's size is unknown",
+              "set model.size_gb so the free space can be checked", warn=True)
+        return
+    r.add("free disk", free_b >= missing, evidence,
+          f"free {_gb(missing - free_b)} more at {e.model_path}, or put the model on a larger local NVMe file system")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def _model_files(out) -> dict[str, int]:
+    files = {}
+    for line in _text(out, "model_files").splitlines():
+        name, _, size = line.partition("\t")
+        if size.strip().isdigit():
+            files[name] = int(size)
+    return files
+
+
+def _index(out) -> Optional[dict]:
+    """{'shards': [...], 'total_size': bytes or None} from model.safetensors.index.json, or None."""
+    try:
+        index = json.loads(_text(out, "model_index"))
+        shards = sorted(set(index.get("weight_map", {}).values()))
+        total = index.get("metadata", {}).get("total_size")
+    except (ValueError, AttributeError):
+        return None
+    return {"shards": shards, "total_size": int(total) if isinstance(total, (int, float)) else None}
+
+
+def _model_size(e: Expect, index: Optional[dict]) -> tuple[int, str]:
+    """(bytes the model needs, where that figure comes from)."""
+    if index and index["total_size"]:
+        return index["total_size"], "index total_size"
+    return e.model_bytes, "model size"
 
 
 def _model(r: NodeReport, e: Expect, out) -> None:

@@ -14,10 +14,11 @@ import json
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from . import engines
+from . import cuda, engines
 from .config import ClusterConfig, Node
 from .engines import EngineConfigError, EngineProfile, Launch, NodeInfo
 from .errors import LlmfabError
+from .models import UnknownModelError, load_model
 
 API_KEY_FILE = "/etc/llmfab/api_key"
 CONTAINER = "llmfab-engine"
@@ -58,7 +59,9 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
         profile = engines.get_profile(name, version or (config.engine.version if same_engine else None))
     except (KeyError, ValueError) as e:
         raise DeploymentError(str(e).strip("'\"")) from None
-    wanted = {**engines.default_options(profile), **(config.engine.options if same_engine else {})}
+    _driver_runs_image(config, profile)
+    wanted = {**engines.default_options(profile), **engines.reasoning_options(profile, _model_name(config)),
+              **(config.engine.options if same_engine else {})}
     errors = engines.validate_options(profile, wanted)
     if errors:
         raise DeploymentError(f"engine.options for {profile.engine} {profile.version}: " + "; ".join(errors))
@@ -73,6 +76,28 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     fingerprint = _fingerprint(profile, launch)
     launch = replace(launch, labels={**launch.labels, "llmfab.fingerprint": fingerprint})
     return Deployment(config, profile, options, launch, fingerprint)
+
+
+def _model_name(config: ClusterConfig) -> str:
+    """The model's name in llmfab/models/ ("deepseek-r1"), or "" when it has no description."""
+    try:
+        return load_model(config.model.id).name
+    except UnknownModelError:
+        return ""
+
+
+def _driver_runs_image(config: ClusterConfig, profile: EngineProfile) -> None:
+    """Refuse a profile whose image the configured driver cannot run (CUDA compatibility, llmfab/cuda.py)."""
+    driver = config.nvidia.driver_version
+    if cuda.runs(driver, profile.cuda_requires):
+        return
+    others = [v for v, p in engines.PROFILES[profile.engine].items() if cuda.runs(driver, p.cuda_requires)]
+    raise DeploymentError(
+        f"engine.version: {profile.engine} {profile.version} ({profile.image}) is built for CUDA "
+        f"{profile.cuda_requires}, which needs driver branch {cuda.min_driver_branch(profile.cuda_requires)} or newer; "
+        f"nvidia.driver_version is {driver} (CUDA {cuda.driver_cuda(driver)}). Fix: set nvidia.driver_version "
+        f"and nvidia.cuda_version to a {cuda.min_driver_branch(profile.cuda_requires)}+ release"
+        + (f", or engine.version to {' or '.join(others)}" if others else "") + f" (rule: {cuda.SOURCE})")
 
 
 def _launch(config: ClusterConfig, profile: EngineProfile, options: dict) -> Launch:

@@ -3,6 +3,9 @@
 from invoke import Collection
 
 from . import artifacts, bench, bundle, check, engine, model, planning, prep, webui
+from .options import whole_numbers_fail_in_one_line
+
+whole_numbers_fail_in_one_line()
 
 ns = Collection()
 ns.add_task(prep.prep)

@@ -9,8 +9,10 @@ from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import capacity, group
-from llmfab.config import Engine
+from llmfab.config import ClusterConfig, Engine
 from llmfab.deployment import DeploymentError, build
+from llmfab.engines import list_engines, list_versions
+from llmfab.errors import UsageError
 from llmfab.exits import ExitStatus
 from llmfab.fleet import Fleet
 from llmfab.output import diagnoses
@@ -27,10 +29,21 @@ VERSION = "engine version profile, e.g. v0.8.5 (default: the config's, else the 
 
 def choose_engine(session: Session, engine: str | None, version: str | None) -> None:
     """Point the session's config at ENGINE; options in the config belong to its own engine only."""
-    current = session.config.engine
+    pick_engine(session.config, engine, version)
+
+
+def pick_engine(config: ClusterConfig, engine: str | None, version: str | None) -> None:
+    """Point CONFIG at ENGINE (and VERSION); a name or version without a profile is a UsageError."""
+    current = config.engine
+    known = list_engines()
+    if engine and engine not in known:
+        raise UsageError(f"--engine: {engine!r} is not an engine; use {', '.join(known[:-1])} or {known[-1]}")
+    versions = list_versions(engine or current.name)
+    if version and version.lstrip("v") not in {v.lstrip("v") for v in versions}:
+        raise UsageError(f"--version: no {engine or current.name} profile {version!r}; use one of {', '.join(versions)}")
     if engine and engine != current.name:
-        session.config.engine = Engine(name=engine, version=version, port=current.port, bind=current.bind,
-                                       api_key=current.api_key, ready_timeout=current.ready_timeout)
+        config.engine = Engine(name=engine, version=version, port=current.port, bind=current.bind,
+                               api_key=current.api_key, ready_timeout=current.ready_timeout)
     elif version:
         current.version = version
 

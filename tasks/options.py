@@ -12,3 +12,28 @@ SSH = {
     "accept-new-host-keys": ACCEPT_NEW,
     "ask-sudo-pass": ASK_SUDO,
 }
+
+
+def whole_numbers_fail_in_one_line() -> None:
+    """Make `--parallel abc` (any int argument) end in one line naming the option, not a traceback.
+
+    Invoke casts an argument to its default's type while parsing, before any
+    task runs, and lets the ValueError escape; its Program prints a ParseError
+    as one line and exits 1, so the cast failure becomes one.
+    """
+    from invoke.exceptions import ParseError
+    from invoke.parser.argument import Argument
+
+    original = Argument.set_value
+    if getattr(original, "llmfab", False):
+        return
+
+    def set_value(self, value, cast=True):
+        try:
+            original(self, value, cast)
+        except ValueError:
+            flag = "--" + self.name.replace("_", "-")
+            raise ParseError(f"{flag}: {value!r} is not a whole number; give one, e.g. {flag} 8") from None
+
+    set_value.llmfab = True
+    Argument.set_value = set_value

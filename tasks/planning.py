@@ -8,6 +8,7 @@ from invoke import task
 from invoke.exceptions import Exit
 
 from llmfab import capacity
+from llmfab.engines import sglang
 from llmfab.deployment import Deployment, DeploymentError, build
 from llmfab.exits import ExitStatus
 from llmfab.models import UnknownModelError, load_model
@@ -28,6 +29,11 @@ LAYOUT = {
 }
 
 
+def _engine_default_fraction(engine: str, tp: int) -> float:
+    """The memory fraction an engine uses when the options give none (vLLM and TRT-LLM: 0.9)."""
+    return sglang.default_mem_fraction(tp) if engine == "sglang" else 0.9
+
+
 def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capacity.CapacityPlan | None:
     """The capacity plan of a deployment, or None when the model has no description."""
     try:
@@ -40,7 +46,7 @@ def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capa
         spec, dtype=config.model.dtype, kv_dtype="fp8" if kv.startswith("fp8") else "bf16",
         nodes=len(config.nodes), gpus_per_node=config.gpu.per_node, gpu_mem_gb=config.gpu.memory_gb,
         tp=int(opts.get(keys["tp"]) or 1), pp=int(opts.get(keys["pp"]) or 1),
-        mem_fraction=float(opts.get(keys["fraction"]) or 0.9),
+        mem_fraction=float(opts.get(keys["fraction"]) or _engine_default_fraction(d.engine, int(opts.get(keys["tp"]) or 1))),
         context_len=int(context_len or opts.get(keys["context"]) or spec.max_context),
         engine=d.engine, max_total_tokens=opts.get(keys["cap"]) if "cap" in keys else None,
     )

@@ -16,6 +16,18 @@ PORT = int(os.environ.get("LLMFAB_TESTHOST_PORT", "2222"))
 _FAILED = pytest.StashKey[bool]()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def llmfab_state(tmp_path_factory) -> Iterator[None]:
+    """Per-cluster secrets llmfab makes (TensorRT-LLM's mpirun keys) go to a temporary dir, never ~."""
+    old = os.environ.get("LLMFAB_STATE")
+    os.environ["LLMFAB_STATE"] = str(tmp_path_factory.mktemp("llmfab-state"))
+    yield
+    if old is None:
+        os.environ.pop("LLMFAB_STATE", None)
+    else:
+        os.environ["LLMFAB_STATE"] = old
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """Remember whether a test failed, so its fleet's files are kept to look at."""

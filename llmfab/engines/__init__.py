@@ -24,7 +24,7 @@ __all__ = [
     "API_KEY_MOUNT", "DEFAULT_VERSIONS", "PROFILES", "EngineConfigError", "EngineProfile",
     "Flag", "Launch", "NodeInfo", "Readiness", "Step", "check_launch", "check_parallelism",
     "coerce_options", "default_options", "get_profile", "list_engines", "list_versions",
-    "readiness_urls", "render_plan", "validate_options",
+    "readiness_urls", "reasoning_options", "render_plan", "validate_options",
 ]
 
 _MODULES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
@@ -76,6 +76,17 @@ def _module(profile: EngineProfile) -> Any:
 def default_options(profile: EngineProfile) -> dict[str, Any]:
     """Options for DeepSeek-R1 (native FP8) on 2 nodes x 8 H20 for this profile."""
     return _module(profile).default_options(profile)
+
+
+REASONING_MODELS = {"deepseek-r1"}
+"""Models whose output starts with a thinking part the engines' reasoning parsers split off."""
+
+
+def reasoning_options(profile: EngineProfile, model: str) -> dict[str, Any]:
+    """The reasoning-parser options of this profile for MODEL (a name from llmfab/models/), or {}."""
+    if model not in REASONING_MODELS:
+        return {}
+    return dict(getattr(_module(profile), "REASONING", {}).get(profile.version, {}))
 
 
 def check_parallelism(profile: EngineProfile, options: dict[str, Any], nodes: int,

@@ -237,15 +237,17 @@ def base_mounts(launch: Launch, node: NodeInfo, with_key: bool) -> list[tuple[st
 
 
 def logged(command: list[str], log_file: str, prelude: list[str] | None = None,
-           raw_tail: str = "") -> str:
+           raw_tail: str = "", program: str = "") -> str:
     """One ``bash -c`` payload: prelude statements, then ``exec command >> log``.
 
     ``raw_tail`` is appended unquoted (a variable reference such as
-    ``"$LLMFAB_API_KEY"`` that the container shell must expand).
+    ``"$LLMFAB_API_KEY"`` that the container shell must expand); ``program``,
+    when given, replaces ``command[0]`` unquoted (``"$prefix/bin/mpirun"``).
     """
     lines = ["set -euo pipefail", *(prelude or [])]
     tail = f" {raw_tail}" if raw_tail else ""
-    lines.append(f"exec {shlex.join(command)}{tail} >>{shlex.quote(log_file)} 2>&1")
+    head = f"{program} {shlex.join(command[1:])}" if program else shlex.join(command)
+    lines.append(f"exec {head}{tail} >>{shlex.quote(log_file)} 2>&1")
     return "; ".join(lines)
 
 

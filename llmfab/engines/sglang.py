@@ -175,13 +175,31 @@ PROFILES = {p.version: p for p in (SGLANG_0_4_4, SGLANG_0_5_23)}
 
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
-    """DeepSeek-R1 native FP8 on 2 x 8 H20: TP16, 64k context, metrics on.
+    """DeepSeek-R1 native FP8 on 2 x 8 H20: TP16, 64k context, metrics on, SGLang's own memory fraction.
 
     The runbook's ``max_total_tokens: 65536`` is not carried over: it caps the
     KV pool for all requests together; ``context_length`` caps one request.
     """
     return {"tp_size": 16, "trust_remote_code": True, "context_length": 65536,
-            "mem_fraction_static": 0.9, "enable_metrics": True, "enable_cache_report": True}
+            "enable_metrics": True, "enable_cache_report": True}
+
+
+# DeepSeek-R1's thinking as reasoning_content, not inline in content (--reasoning-parser, see the flags).
+REASONING = {"v0.4.4": {"reasoning_parser": "deepseek-r1"}, "v0.5.23": {"reasoning_parser": "deepseek-r1"}}
+
+
+def default_mem_fraction(tp_size: int) -> float:
+    """SGLang's own --mem-fraction-static when none is given, by tensor-parallel size.
+
+    sglang 0.4.x ``srt/server_args.py`` ``__post_init__`` (0.79 at tp >= 16: 0.4.4
+    lines 204-206); llmfab leaves the flag out unless engine.options sets it, and
+    the capacity plan uses this figure. Later releases derive it from the GPU's
+    memory instead; for them it is the plan's estimate.
+    """
+    for floor, fraction in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
+        if tp_size >= floor:
+            return fraction
+    return 0.88
 
 
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:

@@ -40,6 +40,18 @@ _YAML = ("NVIDIA/TensorRT-LLM examples: deepseek_r1_reasoning_parser.sh config.y
          "(speculative_config.decoding_type MTP); not read from llmapi/llm_args.py at the tag")
 CONFIG_FLAG = "--extra_llm_api_options"
 SSH_KEY = "id_ed25519"
+HOST_KEY = "ssh_host_ed25519_key"
+SERVED_DIR = "/llmfab/served"
+# Run in the image before launch (engine-mpi-check): exit 3 without sshd, 4 without orted.
+MPI_PROBE = ('s=/usr/sbin/sshd; [ -x "$s" ] || exit 3; '
+             'if [ -n "${OPAL_PREFIX:-}" ]; then o=$OPAL_PREFIX/bin/orted; [ -x "$o" ] || exit 4; '
+             'else o=$(command -v orted) || exit 4; fi; echo "sshd $s"; echo "orted $o"')
+# mpirun by absolute path and with --prefix (equivalent in Open MPI) from the image's Open MPI, so
+# that orted started over ssh, whose session lacks the image's ENV, finds its binaries and libraries.
+MPI_PRELUDE = ['prefix=${OPAL_PREFIX:-}',
+               '[ -n "$prefix" ] || { orted=$(command -v orted); prefix=${orted%/bin/orted}; }',
+               'export OPAL_PREFIX="$prefix"']
+MPIRUN = '"$prefix/bin/mpirun" --prefix "$prefix"'
 
 
 def _f(name: str, type_: str, **kw: Any) -> Flag:
@@ -61,7 +73,8 @@ TRTLLM_1_0_0 = EngineProfile(
                 "forward-compat libraries for data-center GPUs on older LTS drivers",
     launch_pattern="mpi", readiness=Readiness(
         health_path="/health", models_path="/v1/models", info_path="/version",
-        budget_s=3600, note="/v1/models lists the model path: 1.0.0 has no --served_model_name"),
+        budget_s=3600, note="/v1/models lists the model directory's name (serve/openai_server.py): 1.0.0 has "
+                            "no --served_model_name, so llmfab mounts the model at /llmfab/served/<served_name>"),
     flags=flag_table(
         _f("--host", "str", managed=True, note="bind_host"),
         _f("--port", "int", managed=True, note="port"),
@@ -74,7 +87,6 @@ TRTLLM_1_0_0 = EngineProfile(
         _f("--max_batch_size", "int"),
         _f("--max_num_tokens", "int"),
         _f("--max_seq_len", "int"),
-        _f("--kv_cache_free_gpu_memory_fraction", "float"),
         _f("--trust_remote_code", "bool"),
         _f("--num_postprocess_workers", "int"),
         _f("--reasoning_parser", "choice", choices=("deepseek-r1",)),
@@ -82,11 +94,20 @@ TRTLLM_1_0_0 = EngineProfile(
     config_keys=flag_table(
         _y("enable_attention_dp", "bool", note="enable_attention_dp"),
         _y("kv_cache_dtype", "choice", choices=("auto", "fp8"), note="kv_cache_config.dtype"),
+        _y("kv_cache_free_gpu_memory_fraction", "float",
+           note="kv_cache_config.free_gpu_memory_fraction: in the YAML, because the YAML's kv_cache_config "
+                "replaces the one --kv_cache_free_gpu_memory_fraction builds (llmapi/llm_args.py "
+                "update_llm_args_with_extra_dict, 1.0-line copy; NVIDIA's deepseek_r1_reasoning_parser.sh "
+                "example sets it there)"),
+        _y("enable_chunked_prefill", "bool",
+           note="prompts longer than max_num_tokens are refused without it (llmapi/llm.py _check_arguments, "
+                "1.0-line copy; deployment guide: 'add enable_chunked_prefill: true')"),
         _y("mtp_layers", "int", note="speculative_config: {decoding_type: MTP, "
                                      "num_nextn_predict_layers: N}; 0 = off"),
     ),
     api_key_flag=None, api_key_env=None,
-    removed={"served_model_name": "1.0.0 has no --served_model_name; clients use the model path",
+    removed={"served_model_name": "1.0.0 has no --served_model_name; llmfab serves the model from a directory "
+                                  "named model.served_name instead",
              "config": "1.0.0 takes the YAML via --extra_llm_api_options (rendered by llmfab)"},
     unverified=("--served_model_name", "--config", "an API key option"),
     notes=("no API key option verified for trtllm-serve 1.0.0: llmfab refuses api_key_file for "
@@ -101,7 +122,12 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
     return {"backend": "pytorch", "tp_size": 16, "ep_size": 16, "pp_size": 1,
             "max_batch_size": 64, "max_num_tokens": 8192, "max_seq_len": 65536,
             "kv_cache_free_gpu_memory_fraction": 0.85, "trust_remote_code": True,
-            "enable_attention_dp": True, "kv_cache_dtype": "fp8", "mtp_layers": 0}
+            "enable_attention_dp": True, "kv_cache_dtype": "fp8", "mtp_layers": 0,
+            "enable_chunked_prefill": True}
+
+
+# DeepSeek-R1's thinking as reasoning_content (--reasoning_parser, in the 1.0-line serve.py).
+REASONING = {"1.0.0": {"reasoning_parser": "deepseek-r1"}}
 
 
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
@@ -125,6 +151,9 @@ def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
         refused.append(f"trtllm {profile.version}: no API key option was verified for "
                        f"trtllm-serve; unset api_key_file and put an authenticating proxy "
                        f"in front of port {launch.port}")
+    if "/" in launch.served_name or launch.served_name in (".", ".."):
+        refused.append(f"trtllm {profile.version} names the model after its directory: model.served_name "
+                       f"{launch.served_name!r} must be a plain name without '/'")
     return prepare(profile, launch, check_parallelism, refused)
 
 
@@ -139,8 +168,15 @@ def extra_options_yaml(profile: EngineProfile, launch: Launch) -> str:
     doc: dict[str, Any] = {}
     if opts.get("enable_attention_dp"):
         doc["enable_attention_dp"] = True
+    kv: dict[str, Any] = {}
     if opts.get("kv_cache_dtype", "auto") != "auto":
-        doc["kv_cache_config"] = {"dtype": opts["kv_cache_dtype"]}
+        kv["dtype"] = opts["kv_cache_dtype"]
+    if opts.get("kv_cache_free_gpu_memory_fraction") is not None:
+        kv["free_gpu_memory_fraction"] = float(opts["kv_cache_free_gpu_memory_fraction"])
+    if kv:
+        doc["kv_cache_config"] = kv
+    if opts.get("enable_chunked_prefill"):
+        doc["enable_chunked_prefill"] = True
     if int(opts.get("mtp_layers") or 0) > 0:
         doc["speculative_config"] = {"decoding_type": "MTP",
                                      "num_nextn_predict_layers": int(opts["mtp_layers"])}
@@ -154,13 +190,19 @@ def serve_command(profile: EngineProfile, launch: Launch) -> list[str]:
     managed = {"host": launch.bind_host, "port": launch.port,
                "gpus_per_node": launch.gpus_per_node,
                CONFIG_FLAG.lstrip("-"): config_path(launch)}
-    return ["trtllm-serve", launch.model_path, *render_flags(profile, managed),
+    return ["trtllm-serve", served_path(launch), *render_flags(profile, managed),
             *render_flags(profile, opts)]
 
 
+def served_path(launch: Launch) -> str:
+    """The model inside the containers: a directory named served_name, which trtllm-serve 1.0 reports."""
+    return f"{SERVED_DIR}/{launch.served_name}"
+
+
 def _ssh_args(launch: Launch) -> str:
-    return (f"-p {launch.sshd_port} -i {launch.ssh_dir}/{SSH_KEY} -o StrictHostKeyChecking=no "
-            f"-o UserKnownHostsFile=/dev/null -o BatchMode=yes")
+    """ssh for mpirun: the cluster's key, and the containers' host key pinned in known_hosts."""
+    return (f"-p {launch.sshd_port} -i {launch.ssh_dir}/{SSH_KEY} -o StrictHostKeyChecking=yes "
+            f"-o UserKnownHostsFile={launch.ssh_dir}/known_hosts -o BatchMode=yes")
 
 
 def mpirun_command(profile: EngineProfile, launch: Launch) -> list[str]:
@@ -169,33 +211,34 @@ def mpirun_command(profile: EngineProfile, launch: Launch) -> list[str]:
     argv = ["mpirun", "--allow-run-as-root", "-H", hosts, "-np", str(launch.total_gpus),
             "--bind-to", "none", "--mca", "plm_rsh_args", _ssh_args(launch),
             "--mca", "btl_tcp_if_include", launch.interface,
-            "--mca", "oob_tcp_if_include", launch.interface, "-x", "PATH", "-x", "LD_LIBRARY_PATH"]
+            "--mca", "oob_tcp_if_include", launch.interface, "-x", "PATH", "-x", "LD_LIBRARY_PATH",
+            "-x", "OPAL_PREFIX"]
     for key, value in fabric_env(launch, launch.head).items():
         argv += ["-x", f"{key}={value}"]
     return argv + ["trtllm-llmapi-launch", *serve_command(profile, launch)]
 
 
 def _mounts(launch: Launch) -> list[tuple[str, str, str]]:
-    return [(launch.model_path, launch.model_path, "ro"), (launch.log_dir, launch.log_dir, "rw"),
+    return [(launch.model_path, served_path(launch), "ro"), (launch.log_dir, launch.log_dir, "rw"),
             (launch.config_dir, launch.config_dir, "ro"), (launch.ssh_dir, launch.ssh_dir, "ro")]
 
 
 def container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
     """``docker run`` of one node's container: sshd on ``sshd_port`` for mpirun, keys only."""
     _prepare(profile, launch)
-    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(launch.sshd_port),
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(launch.sshd_port), "-h", f"{launch.ssh_dir}/{HOST_KEY}",
             "-o", "PasswordAuthentication=no", "-o", "PermitRootLogin=prohibit-password",
             "-o", f"AuthorizedKeysFile={launch.ssh_dir}/authorized_keys",
             "-o", "StrictModes=no"]
-    payload = logged(sshd, f"{launch.log_dir}/sshd-rank{node.rank}.log",
-                     ["mkdir -p /run/sshd", "ssh-keygen -A >/dev/null"])
+    payload = logged(sshd, f"{launch.log_dir}/sshd-rank{node.rank}.log", ["mkdir -p /run/sshd"])
     return docker_run(profile, launch, node, payload, fabric_env(launch, node), _mounts(launch),
                       extra=["--ulimit", "stack=67108864"])
 
 
 def serve_exec_argv(profile: EngineProfile, launch: Launch) -> list[str]:
     """``docker exec -d`` on the head: mpirun the server, logging to a file."""
-    payload = logged(mpirun_command(profile, launch), f"{launch.log_dir}/trtllm-serve.log")
+    payload = logged(mpirun_command(profile, launch), f"{launch.log_dir}/trtllm-serve.log", MPI_PRELUDE,
+                     program=MPIRUN)
     return ["docker", "exec", "-d", launch.container_name, "bash", "-c", payload]
 
 
@@ -203,7 +246,7 @@ def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
     """Containers with sshd (head first), then mpirun on the head."""
     steps = [Step(n.name, f"start TensorRT-LLM container rank {n.rank} (sshd :{launch.sshd_port})",
                   container_argv(profile, launch, n),
-                  wait=f"{n.address}:{launch.sshd_port} accepts ssh from the head")
+                  wait=f"{n.address}:{launch.sshd_port} answers (the head waits for it before mpirun)")
              for n in launch.ordered()]
     steps.append(Step(launch.head.name, "mpirun trtllm-serve on the head",
                       serve_exec_argv(profile, launch),

@@ -249,6 +249,12 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
     return opts
 
 
+# DeepSeek-R1's thinking as reasoning_content: 0.8.5 needs --enable-reasoning with the parser,
+# 0.33.0 removed --enable-reasoning (the parser alone turns it on).
+REASONING = {"v0.8.5": {"enable_reasoning": True, "reasoning_parser": "deepseek_r1"},
+             "v0.33.0": {"reasoning_parser": "deepseek_r1"}}
+
+
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
     """Refuse TP x PP x DP that does not use exactly every GPU of the cluster."""
     tp = int(options.get("tensor_parallel_size") or 1)

@@ -39,7 +39,12 @@ class Fact:
 
 @dataclass(frozen=True)
 class Rule:
-    """A log pattern that names a cause; ``cause``/``fix`` may use the match's named groups."""
+    """A log pattern that names a cause; ``cause``/``fix`` may use the match's named groups.
+
+    One value printed in several forms (``(h, p)``, ``[h]:p``, ``remote=h:p``)
+    takes one alternative per form with groups ``host_1``, ``host_2``...: they
+    collapse into ``host``, whichever form matched.
+    """
 
     name: str
     pattern: Pattern[str]
@@ -50,7 +55,7 @@ class Rule:
         m = self.pattern.search(line)
         if not m:
             return None
-        groups = {k: (v if v is not None else "?") for k, v in m.groupdict().items()}
+        groups = {k: (v if v is not None else "?") for k, v in _collapsed(m).items()}
         return Diagnosis(self.cause.format(**groups), line.strip(), self.fix.format(**groups))
 
     def scan(self, lines: "list[str]") -> "Optional[tuple[int, Diagnosis]]":
@@ -64,9 +69,19 @@ class Rule:
                 continue
             if first is None:
                 first = (number, self.diagnose(line))
-            if all(v is not None for v in m.groupdict().values()):
+            if all(v is not None for v in _collapsed(m).values()):
                 return first[0], self.diagnose(line)
         return first
+
+
+def _collapsed(m: "re.Match[str]") -> dict:
+    """Named groups with ``name_N`` alternatives folded into ``name`` (the first that matched)."""
+    out: dict = {}
+    for key, value in m.groupdict().items():
+        name = re.sub(r"_\d+$", "", key)
+        if out.get(name) is None:
+            out[name] = value
+    return out
 
 
 def as_text(output: Any) -> str:

@@ -27,6 +27,11 @@ FM_RULES = [
          "fabric manager {fm} does not match the loaded driver {driver}, so it exits and CUDA stays uninitialised",
          "Install nvidia-fabricmanager {driver} (exactly the driver's version), hold both with `apt-mark hold`, "
          "then `systemctl restart nvidia-fabricmanager`."),
+    Rule("fm-nothing-to-do", re.compile(r"NV_WARN_NOTHING_TO_DO"),
+         "the fabric manager found no NVSwitch to configure (NV_WARN_NOTHING_TO_DO): expected on nodes without "
+         "NVSwitch, where it is no failure and no version mismatch",
+         "Without NVSwitch set nvidia.fabricmanager: false and disable the service; on NVLink 5 systems "
+         "(B200 and later) install and start NVLSM with it."),
     Rule("cuda-802", re.compile(r"system not yet initiali[sz]ed|cudaErrorSystemNotReady|[Ee]rror 802\b|code=802\b"),
          "CUDA error 802: the NVSwitch fabric is not initialised (fabric manager not running, or mismatched "
          "with the driver)",
@@ -103,6 +108,15 @@ def parse_fm_log(text: str) -> FabricManagerLog:
                             fm_version=mismatch.group("fm") if mismatch else None,
                             driver_version=mismatch.group("driver") if mismatch else None,
                             started=started, diagnoses=diagnoses)
+
+
+def nothing_to_do(text: str) -> bool:
+    """True when the fabric manager said NV_WARN_NOTHING_TO_DO: it found no NVSwitch to configure.
+
+    On nodes without NVSwitch (PCIe GPUs, NVLink bridges) that is the expected
+    outcome, not a failure; on NVLink 5 systems it means NVLSM is missing.
+    """
+    return "NV_WARN_NOTHING_TO_DO" in (text or "")
 
 
 def parse_version(text: str) -> Optional[str]:

@@ -25,13 +25,48 @@ ENGINE_RULES = [
          "a port that is down, or a wrong GID index",
          "Check that every HCA in NCCL_IB_HCA has an Active port (`ibstat`), that on RoCE NCCL_IB_GID_INDEX is "
          "the RoCE v2 IPv4 GID of every HCA (`show_gids`, often 3), and the link's cables and switch ports."),
-    Rule("c10d-store-timeout", re.compile(r"\[c10d\](?=.*?(?:timed out|Connection refused|connect\(\) failed|"
-                                          r"failed to connect))(?:.*?remote=\[?(?:::ffff:)?(?P<remote>[\w.\-]+)"
-                                          r"\]?:(?P<port>\d+))?"),
+    Rule("nccl-socket-connect", re.compile(
+        r"socket(?:Poll|Start)Connect(?::| poll\(\) failed)"
+        r"(?:.*?[Cc]onnect to (?P<peer_1>[0-9A-Fa-f.:%\w-]+?)<(?P<port_1>\d+)>"
+        r"(?: returned \d+\((?P<err_1>[^)]+)\)| failed : (?P<err_2>[^\n]+?)\s*$)"
+        r"|.*?error (?P<err_3>[^,]+), revents \d+, connect to (?P<peer_2>[\w.:-]+?):(?P<port_2>\d+)\s*$"
+        r"|.*?connect returned (?P<err_4>No route to host|Connection refused|Connection timed out|"
+        r"Network is unreachable|Software caused connection abort))"),
+         "NCCL could not open a socket to its peer {peer}:{port} ({err}): NCCL chose an interface the nodes do not "
+         "share, there is no route or a firewall between the nodes, or the peer rank already died",
+         "Set NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME on every node to the interface carrying the nodes' IPv4 "
+         "addresses, allow all TCP between the nodes (NCCL bootstrap uses ephemeral ports), and read the peer's own "
+         "log for an earlier error."),
+    Rule("c10d-store-timeout", re.compile(
+        r"\[c10d\](?=.*?(?:timed out|Connection refused|connect\(\) failed|failed to connect|Connection reset))"
+        r"(?:.*?remote=\[?(?:::ffff:)?(?P<remote_1>[\w.\-]+)\]?:(?P<port_1>\d+)"
+        r"|.*?to host (?P<remote_2>[\w.\-]+):(?P<port_2>\d+)"
+        r"|.*?connect to \((?P<remote_3>[\w.\-]+), (?P<port_3>\d+)\)"
+        r"|.*?connect to \[(?:::ffff:)?(?P<remote_4>[\w.\-:]+)\]:(?P<port_4>\d+))?"),
          "ranks could not reach the rendezvous store at {remote}:{port} (the dist-init address): port closed "
          "or firewalled, wrong address, or nodes on subnets without a route",
          "From every node run `nc -zv HEAD_IP PORT` against the --dist-init-addr/MASTER_ADDR port, open it, and "
          "use the head's IPv4 on the interface both nodes share."),
+    Rule("c10d-ipv6-errno-97", re.compile(
+        r"\[c10d\] The client socket cannot be initialized to connect to \[(?P<host>[^\]]+)\]:(?P<port>\d+) "
+        r"\(errno: 97"),
+         "the rendezvous host {host} resolves to an IPv6 address this node cannot use (errno 97, address family "
+         "not supported), so ranks cannot reach {host}:{port}",
+         "Give --dist-init-addr / MASTER_ADDR the head's IPv4 literal instead of a host name (llmfab renders the "
+         "head's IPv4), or make {host} resolve to IPv4 on every node."),
+    Rule("mpirun-ssh-denied", re.compile(r"(?:\w+@)?(?P<host>[\w.\-\[\]:]+): Permission denied \(publickey"),
+         "mpirun's ssh into {host} was refused: that node's authorized_keys does not hold the head's key",
+         "Deploy every node from the same llmfab config or export (fab deploy, or the same export-bundle run) so "
+         "/etc/llmfab/ssh/authorized_keys holds the cluster's key, then deploy again."),
+    Rule("mpirun-host-key", re.compile(r"Host key verification failed"),
+         "mpirun's ssh refused a node's host key: the container sshd does not present the host key the head pins",
+         "Deploy every node from the same llmfab config or export so each container's sshd uses the cluster's "
+         "host key in /etc/llmfab/ssh, then deploy again."),
+    Rule("orte-daemons", re.compile(r"ORTE was unable to reliably start one or more daemons"),
+         "mpirun could not start Open MPI's daemon on another node: ssh into its container failed, or orted "
+         "was not found there",
+         "Check that every node's container is up with its sshd (fab status) and reachable from the head on the "
+         "sshd port, and read the lines before this one for the ssh error."),
     Rule("ray-version-mismatch", re.compile(r"Version mismatch: The cluster was started with"),
          "the worker runs a different Ray or Python than the head: the nodes use different images",
          "Run the same image (same digest) on every node and restart head and workers together."),
@@ -111,9 +146,17 @@ def _gcs_empty_host(text: str, d: Diagnosis) -> str:
         if "GCS at address :" in d.evidence_line or "at ':" in d.cause else ""
 
 
+def _link_local(text: str, d: Diagnosis) -> str:
+    """A peer on 169.254/16 or fe80:: means NCCL picked an interface the other node does not share."""
+    peer = re.search(r"[Cc]onnect to (\S+?)<", d.evidence_line) or re.search(r"connect to ([\w.:]+):\d+", d.evidence_line)
+    if peer and peer.group(1).lower().startswith(("169.254.", "fe80:")):
+        return "; the peer address is link-local, so NCCL bound to the wrong interface"
+    return ""
+
+
 # ENRICH adds what one line cannot show (wrapped messages, follow-up lines) to a cause.
 ENRICH = {"ray-version-mismatch": _ray_versions, "nccl-watchdog": _watchdog_op,
-          "ray-gcs-unreachable": _gcs_empty_host}
+          "ray-gcs-unreachable": _gcs_empty_host, "nccl-socket-connect": _link_local}
 
 
 def diagnose_log(text) -> "list[Diagnosis]":
@@ -127,5 +170,6 @@ def diagnose_log(text) -> "list[Diagnosis]":
             number, d = hit
             if rule.name in ENRICH:
                 d = Diagnosis(d.cause + ENRICH[rule.name](text, d), d.evidence_line, d.fix)
+            d = Diagnosis(d.cause.replace(" ?:? ", " (address not on this line) "), d.evidence_line, d.fix)
             found.append((number, d))
     return [d for _, d in sorted(found, key=lambda pair: pair[0])]

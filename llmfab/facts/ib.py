@@ -238,6 +238,31 @@ def parse_show_gids(text: str) -> GidTable:
     return GidTable(gids=tuple(rows))
 
 
+ZERO_GID = ":".join(["0000"] * 8)
+
+
+def gids_command(hcas: Iterable[str]) -> str:
+    """``show_gids`` when installed, else the same columns read from sysfs for HCAS (one shell command).
+
+    Each sysfs row is DEV PORT INDEX GID [IPv4] VER NETDEV, as ``show_gids``
+    prints it, so ``parse_show_gids`` reads both; the IPv4 comes from an
+    IPv4-mapped GID (::ffff:a.b.c.d).
+    """
+    names = " ".join(h for h in hcas if re.match(r"^[A-Za-z0-9_]+$", h))
+    return (
+        "if command -v show_gids >/dev/null 2>&1; then show_gids; exit; fi; "
+        f"for d in {names}; do for p in /sys/class/infiniband/$d/ports/*; do [ -d \"$p/gids\" ] || continue; "
+        "for g in \"$p\"/gids/*; do i=${g##*/}; gid=$(cat \"$g\" 2>/dev/null) || continue; "
+        f"[ \"$gid\" = {ZERO_GID} ] && continue; "
+        "t=$(cat \"$p/gid_attrs/types/$i\" 2>/dev/null); n=$(cat \"$p/gid_attrs/ndevs/$i\" 2>/dev/null); "
+        "v=v1; case $t in *v2*) v=v2 ;; esac; ip=''; "
+        "case $gid in 0000:0000:0000:0000:0000:ffff:*) h=${gid#0000:0000:0000:0000:0000:ffff:}; h=${h/:/}; "
+        "ip=$(printf '%d.%d.%d.%d' 0x${h:0:2} 0x${h:2:2} 0x${h:4:2} 0x${h:6:2}) ;; esac; "
+        "printf '%s %s %s %s %s %s %s\\n' \"$d\" \"${p##*/}\" \"$i\" \"$gid\" \"$ip\" \"$v\" \"${n:-?}\"; "
+        "done; done; done"
+    )
+
+
 def roce_v2_gid_index(table: GidTable, hca: str, port: int = 1) -> Optional[int]:
     """The lowest GID index of HCA:port that is RoCE v2 with an IPv4 address, or None."""
     hits = [g.index for g in table.gids

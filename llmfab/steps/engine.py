@@ -15,6 +15,7 @@ import re
 
 from ..config import ClusterConfig, Node
 from ..deployment import API_KEY_FILE, CONTAINER, Deployment, build
+from .. import mpikeys
 from ..engines import trtllm
 from . import Step, register
 
@@ -70,6 +71,25 @@ def files(config: ClusterConfig, node: Node) -> dict:
     return {"files": wanted}
 
 
+def ssh(config: ClusterConfig, node: Node) -> dict:
+    """TensorRT-LLM: the per-cluster mpirun keys this node holds (the client key on the head only)."""
+    d = deployment(config)
+    keys = mpikeys.ensure(config.cluster.name)
+    where = d.launch.ssh_dir
+    files = [{"path": f"{where}/authorized_keys", "content": keys.client_public},
+             {"path": f"{where}/{trtllm.HOST_KEY}", "content": keys.host_private}]
+    if _is_head(config, node):
+        addresses = [n.address for n in d.launch.ordered()]
+        files += [{"path": f"{where}/{trtllm.SSH_KEY}", "content": keys.client_private},
+                  {"path": f"{where}/known_hosts",
+                   "content": mpikeys.known_hosts(addresses, d.launch.sshd_port, keys.host_public)}]
+    return {"dir": where, "files": files}
+
+
+def mpi_check(config: ClusterConfig, node: Node) -> dict:
+    return {"image": deployment(config).profile.image_ref, "probe": trtllm.MPI_PROBE}
+
+
 def launch(config: ClusterConfig, node: Node) -> dict:
     d = deployment(config)
     first = d.steps_for(node)[0]
@@ -101,8 +121,12 @@ def serve(config: ClusterConfig, node: Node) -> dict:
     d = deployment(config)
     step = d.steps_for(node)[-1]
     log = re.search(r">>(\S+\.log)", " ".join(step.argv))
+    # TensorRT-LLM: mpirun needs every worker's container sshd up first.
+    workers = [n for n in d.launch.ordered() if n.rank != 0] if d.engine == "trtllm" else []
     return {"container": CONTAINER, "serve": step.argv, "what": step.what, "marker": SERVE_MARKER,
-            "log": log.group(1) if log else "/var/log/llmfab"}
+            "log": log.group(1) if log else "/var/log/llmfab",
+            "wait_names": [n.name for n in workers], "wait_addresses": [n.address for n in workers],
+            "wait_port": d.launch.sshd_port, "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout)}
 
 
 def _key_file(config: ClusterConfig) -> str:
@@ -155,6 +179,10 @@ register(
     Step("engine-image", "make the engine image present", "engine/image.sh.j2", image),
     Step("engine-api-key", "keep the endpoint API key (head)", "engine/api_key.sh.j2", api_key,
          enabled=lambda c: c.engine.api_key != "none", only=lambda c, n: _is_head(c, n)),
+    Step("engine-ssh", "install the per-cluster mpirun SSH keys (TensorRT-LLM)", "engine/ssh.sh.j2", ssh,
+         enabled=lambda c: deployment(c).engine == "trtllm"),
+    Step("engine-mpi-check", "check the image has sshd and Open MPI (TensorRT-LLM)", "engine/mpi_check.sh.j2",
+         mpi_check, enabled=lambda c: deployment(c).engine == "trtllm"),
     Step("engine-files", "write the engine's files", "engine/files.sh.j2", files),
     Step("engine-launch", "start this node's engine container", "engine/launch.sh.j2", launch),
     Step("engine-cluster", "wait for every node and GPU in Ray (head)", "engine/cluster.sh.j2", cluster,

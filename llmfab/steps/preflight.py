@@ -10,6 +10,7 @@ from ..engines import Launch
 from ..engines.launch import fabric_env
 from . import Step, register
 from .engine import _archive, deployment
+from .model import download_bytes
 
 
 def expect(config: ClusterConfig, node: Node) -> Expect:
@@ -27,7 +28,9 @@ def expect(config: ClusterConfig, node: Node) -> Expect:
         hcas=tuple(config.network.nccl_ib_hca), gid_index=config.network.nccl_ib_gid_index,
         interface=config.network.interface, head_address=config.head.address,
         is_head=config.head.name == node.name, nofile=config.system.nofile, model_path=config.model.path,
-        image=d.profile.image_ref, image_archive=_archive(d.profile.image_ref), min_driver=getattr(d.profile, "min_driver", None), ports=tuple(ports),
+        image=d.profile.image_ref, image_archive=_archive(d.profile.image_ref), min_driver=d.profile.min_driver,
+        ports=tuple(ports), image_cuda=d.profile.cuda_requires, model_bytes=download_bytes(config),
+        fabricmanager=config.nvidia.fabricmanager,
     )
 
 

@@ -56,6 +56,8 @@ def real_config(fleet, tmp_path: Path, model_dir: Path, engine: dict | None = No
                    "port": ENGINE_PORT, "dist_port": DIST_PORT, "options": dict(OPTIONS),
                    **(engine or {})},
         "webui": {"image": WEBUI_IMAGE, "port": WEBUI_PORT},
+        # The v0.32.0 profile is a CUDA 13 image: llmfab refuses it for a driver below 580.
+        "nvidia": {"driver_version": "580.65.06", "cuda_version": "13.0.0"},
         **extra,
     }
     return fleet.write_config(tmp_path / "real.yaml", **overrides)

@@ -90,3 +90,23 @@ def test_a_missing_artifact_is_a_clear_error(exported):
     run = run_sh(host, "prep")
     assert run.returncode == 3
     assert "cuda_12.4.0_550.54.14_linux.run: FAILED open or read" in run.stderr
+
+
+def test_run_sh_status_shows_containers_health_and_gpus_as_fab_status_does(exported):
+    from tests.harness.standin import docker_state
+    fleet, _, out = exported
+    head = fleet.hosts[0]
+    copy_into(head, out / head.name, "/root/bundle")
+    docker_state.add_image(head, "vllm/vllm-openai:v0.8.5")
+    head.exec("docker run -d --name llmfab-engine --label llmfab.engine=vllm --label llmfab.rank=0 "
+              "--network host --entrypoint /bin/bash vllm/vllm-openai:v0.8.5 -c 'sleep 60'", check=True)
+    head.set_state("nvidia/driver_version", "550.54.14")
+    shown = run_sh(head, "status", "--force")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "llmfab-engine" in shown.stdout and "vllm" in shown.stdout and "rank 0" in shown.stdout
+    assert "endpoint http://" in shown.stdout and ": down" in shown.stdout
+    assert "GPUs in use: 0 of 8" in shown.stdout
+    head.set_state("nvidia/driver_version", None)  # nvidia-smi fails as on a node without a driver
+    shown = run_sh(head, "status", "--force")
+    assert "GPUs in use: unknown (nvidia-smi:" in shown.stdout and "0; 0" not in shown.stdout
+    head.exec("docker rm -f llmfab-engine")

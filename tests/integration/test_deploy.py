@@ -8,6 +8,7 @@ import pytest
 
 from tests.harness.standin import docker_state
 
+from .mpi_image import add_trtllm_image
 from .scenario import fab, summary
 
 MODEL = "/models/DeepSeek-R1"
@@ -19,6 +20,7 @@ def deploy_config(fleet, tmp_path, name="vllm", engine=None, **extra):
     for host in fleet.hosts:
         for image in IMAGES.values():
             docker_state.add_image(host, image)
+        add_trtllm_image(host, IMAGES["trtllm"])
         docker_state.add_model(host, MODEL)
         docker_state.set_extra_env(host, STANDIN_START_DELAY="1")
     overrides = {
@@ -114,3 +116,30 @@ def test_a_layout_that_does_not_match_the_gpus_is_refused_before_any_container(f
     assert run.returncode == 3
     assert "4 x 2" in run.output and "16 GPUs" in run.output
     assert all(not h.calls("docker") for h in fleet.hosts)
+
+
+def test_trtllm_keys_are_made_distributed_and_pinned_and_an_image_without_orted_is_refused(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "trtllm")
+    run = fab("deploy", "--config", str(config), "--skip-smoke", timeout=400)
+    assert run.returncode == 0, run.output
+    head, worker = fleet.hosts
+    for host in fleet.hosts:
+        assert host.stat_mode("/etc/llmfab/ssh") & 0o777 == 0o700
+        assert host.stat_mode("/etc/llmfab/ssh/authorized_keys") & 0o777 == 0o600
+        assert host.stat_mode("/etc/llmfab/ssh/ssh_host_ed25519_key") & 0o777 == 0o600
+    assert head.exists("/etc/llmfab/ssh/id_ed25519") and not worker.exists("/etc/llmfab/ssh/id_ed25519")
+    public = head.exec("ssh-keygen -y -f /etc/llmfab/ssh/id_ed25519", check=True).stdout.split()[:2]
+    assert " ".join(public) in worker.read("/etc/llmfab/ssh/authorized_keys")
+    host_key = worker.exec("ssh-keygen -y -f /etc/llmfab/ssh/ssh_host_ed25519_key", check=True).stdout.split()[:2]
+    assert f"[{worker.address}]:2233" in head.read("/etc/llmfab/ssh/known_hosts")
+    assert " ".join(host_key) in head.read("/etc/llmfab/ssh/known_hosts")
+    (mpirun,) = [c for c in head.calls("docker") if "mpirun" in " ".join(c.args)]
+    assert "StrictHostKeyChecking=yes" in " ".join(mpirun.args)
+    assert any("ssh_host_ed25519_key" in " ".join(c.args) for c in worker.calls("docker"))
+    assert fab("stop", "--config", str(config)).returncode == 0
+
+    add_trtllm_image(worker, IMAGES["trtllm"], orted=False)
+    refused = fab("deploy", "--config", str(config), "--skip-smoke", timeout=400)
+    assert refused.returncode == 1
+    assert "has no Open MPI orted" in refused.stdout, refused.stdout

@@ -16,6 +16,7 @@ import urllib.request
 from llmfab.engines import Launch, NodeInfo, default_options, get_profile, render_plan, trtllm
 from tests.harness.payload import HARNESS_DIR, STUBS_DIR
 from tests.harness.standin import docker_state
+from tests.integration.mpi_image import add_trtllm_image
 
 STANDIN_DIR = HARNESS_DIR / "standin"
 REPO_ROOT = HARNESS_DIR.parents[1]
@@ -90,7 +91,10 @@ def two_node_launch(fleet, engine: str, **kwargs) -> tuple:
     launch = Launch(nodes=(NodeInfo("n1", n1.address, 0), NodeInfo("n2", n2.address, 1)),
                     model_path=MODEL, options=default_options(profile), port=40000, **kwargs)
     for host in fleet.hosts:
-        docker_state.add_image(host, profile.image)
+        if engine == "trtllm":
+            add_trtllm_image(host, profile.image)
+        else:
+            docker_state.add_image(host, profile.image)
         docker_state.add_model(host, MODEL)
         docker_state.set_extra_env(host, STANDIN_START_DELAY="0")
     return profile, launch, render_plan(profile, launch)

@@ -55,6 +55,7 @@ def _config() -> ClusterConfig:
         "nodes": [{"name": "n1", "address": "10.0.0.1"}, {"name": "n2", "address": "10.0.0.2"}],
         "gpu": {"per_node": 1}, "network": {"interface": "lo"},
         "model": {"path": "/models/tiny-llama", "served_name": "tiny"},
+        "nvidia": {"driver_version": "580.65.06", "cuda_version": "13.0.0"},  # a CUDA 13 image
         "engine": {"name": "vllm", "version": real.VLLM_VERSION, "options": OPTIONS,
                    "api_key": "generate"},
     })

@@ -64,6 +64,9 @@ def _cluster(engine, version=None, api_key="none"):
     cfg.engine.name = engine
     cfg.engine.version = version
     cfg.engine.api_key = api_key
+    from llmfab.engines import get_profile
+    if get_profile(engine, version).cuda_requires.startswith("13."):  # CUDA 13 images: driver 580 or newer
+        cfg.nvidia.driver_version, cfg.nvidia.cuda_version = "580.65.06", "13.0.0"
     return cfg
 
 

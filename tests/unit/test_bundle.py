@@ -100,3 +100,16 @@ def test_bundle_files_are_readable_by_their_owner_only(tmp_path):
     assert "sk-user-given-key" in deploy.read_text()
     for path in [b.path, *b.path.rglob("*")]:
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_trtllm_bundles_carry_the_same_cluster_keys_as_fab_deploy_root_only(tmp_path):
+    from llmfab import mpikeys
+    cfg = config.load(Path(__file__).resolve().parents[2] / "configs" / "h20-2x8.yaml")
+    cfg.engine.name, cfg.engine.api_key = "trtllm", "none"
+    written = bundle.export(cfg, tmp_path / "out")
+    keys = mpikeys.ensure(cfg.cluster.name)
+    head, worker = ((b.path / "steps" / "deploy.sh") for b in written)
+    assert keys.client_private in head.read_text() and keys.client_private not in worker.read_text()
+    assert keys.client_public in worker.read_text() and keys.host_private in worker.read_text()
+    assert head.read_text() == render_phase(cfg, cfg.nodes[0], "deploy")
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (head, worker))

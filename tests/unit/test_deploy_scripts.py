@@ -67,3 +67,34 @@ def test_an_unknown_engine_option_is_refused_with_a_suggestion():
     cfg.engine.options = {"max_modle_len": 1000}
     with pytest.raises(DeploymentError, match="did you mean 'max_model_len'"):
         build(cfg)
+
+
+def test_trtllm_keys_are_made_once_per_cluster_root_only_and_only_the_head_gets_the_client_key(tmp_path, monkeypatch):
+    import os
+    from llmfab import mpikeys
+    monkeypatch.setenv("LLMFAB_STATE", str(tmp_path / "state"))
+    cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
+    cfg.engine.name, cfg.engine.api_key = "trtllm", "none"
+    head, worker = cfg.nodes
+    head_script, worker_script = render_phase(cfg, head, "deploy"), render_phase(cfg, worker, "deploy")
+    keys = mpikeys.ensure(cfg.cluster.name)
+    assert keys == mpikeys.ensure(cfg.cluster.name)  # made once, reused (bundles and fab deploy agree)
+    where = tmp_path / "state" / cfg.cluster.name / "mpi-ssh"
+    assert os.stat(where).st_mode & 0o777 == 0o700
+    assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in where.iterdir() if not p.name.endswith(".pub"))
+    assert "LLMFAB_STEPS=(engine-image engine-ssh engine-mpi-check engine-files engine-launch engine-serve " \
+           "engine-ready)" in head_script
+    assert keys.client_private in head_script and keys.client_private not in worker_script
+    for script in (head_script, worker_script):
+        assert keys.client_public in script and keys.host_private in script
+    pinned = f"[{head.address}]:2233,[{worker.address}]:2233 " + " ".join(keys.host_public.split()[:2])
+    assert pinned in head_script
+
+
+def test_the_trtllm_head_waits_for_every_workers_sshd_before_mpirun():
+    cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
+    cfg.engine.name, cfg.engine.api_key = "trtllm", "none"
+    script = render_phase(cfg, cfg.nodes[0], "deploy")
+    serve = script[script.index("step_engine_serve() {"):]
+    assert serve.index('llmfab_port_open "${addresses[i]}" "$port"') < serve.index('llmfab_do "\'mpirun')
+    assert "addresses=(10.10.0.12)" in serve and "port=2233" in serve

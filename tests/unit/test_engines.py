@@ -13,7 +13,7 @@ import yaml
 from llmfab.engines import (EngineConfigError, Launch, NodeInfo, check_parallelism,
                             default_options, get_profile, list_engines, list_versions,
                             readiness_urls, render_plan, validate_options)
-from llmfab.engines import sglang, trtllm, vllm
+from llmfab.engines import reasoning_options, sglang, trtllm, vllm
 
 ALL = [(e, v) for e in list_engines() for v in list_versions(e)]
 NODES = (NodeInfo("h20-a", "10.20.0.11", 0), NodeInfo("h20-b", "10.20.0.12", 1))
@@ -139,7 +139,9 @@ class TestRenderedArgv:
             assert "--device /dev/infiniband" in line and "--ulimit nofile=" in line
             assert "--restart" not in argv and "-p" not in argv and "--privileged" not in argv
             model = "/mnt/share/deepseek-ai/DeepSeek-R1"
-            assert f"{model}:{model}:ro" in argv
+            # trtllm-serve 1.0 names the model after its directory: it sees it as served_name.
+            inside = "/llmfab/served/DeepSeek-R1" if profile.engine == "trtllm" else model
+            assert f"{model}:{inside}:ro" in argv
             assert "NCCL_IB_HCA=mlx5_0,mlx5_1,mlx5_4,mlx5_5" in argv
             assert "NCCL_IB_GID_INDEX=3" in argv and "GLOO_SOCKET_IFNAME=bond0" in argv
 
@@ -218,13 +220,60 @@ class TestTrtllm:
         assert serve[serve.index(trtllm.CONFIG_FLAG) + 1] == trtllm.config_path(launch_for(p))
         assert serve[serve.index("--tp_size") + 1] == "16" == serve[serve.index("--ep_size") + 1]
 
-    def test_the_extra_options_yaml_has_attention_dp_fp8_kv_and_optional_mtp(self):
+    def test_the_extra_options_yaml_has_attention_dp_fp8_kv_chunked_prefill_and_optional_mtp(self):
         p = get_profile("trtllm")
         doc = yaml.safe_load(trtllm.extra_options_yaml(p, launch_for(p)))
-        assert doc == {"enable_attention_dp": True, "kv_cache_config": {"dtype": "fp8"}}
+        assert doc == {"enable_attention_dp": True, "enable_chunked_prefill": True,
+                       "kv_cache_config": {"dtype": "fp8", "free_gpu_memory_fraction": 0.85}}
         opts = {**default_options(p), "mtp_layers": 2}
         doc = yaml.safe_load(trtllm.extra_options_yaml(p, launch_for(p, options=opts)))
         assert doc["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 2}
+
+    def test_the_kv_cache_fraction_reaches_the_engine_through_the_yaml_not_a_flag_it_overrides(self):
+        p = get_profile("trtllm")
+        launch = launch_for(p, options={**default_options(p), "kv_cache_free_gpu_memory_fraction": 0.7})
+        doc = yaml.safe_load(trtllm.extra_options_yaml(p, launch))
+        assert doc["kv_cache_config"]["free_gpu_memory_fraction"] == 0.7
+        assert "--kv_cache_free_gpu_memory_fraction" not in trtllm.serve_command(p, launch)
+
+    def test_the_served_name_is_the_model_directory_trtllm_serve_reports(self):
+        p = get_profile("trtllm")
+        launch = launch_for(p, served_name="r1")
+        assert trtllm.serve_command(p, launch)[1] == "/llmfab/served/r1"
+        (head, *_rest) = render_plan(p, launch)
+        assert f"{launch.model_path}:/llmfab/served/r1:ro" in head.argv
+        with pytest.raises(EngineConfigError, match="plain name"):
+            render_plan(p, launch_for(p, served_name="org/r1"))
+
+    def test_mpirun_pins_the_container_host_key_and_uses_the_images_open_mpi_prefix(self):
+        p = get_profile("trtllm")
+        launch = launch_for(p)
+        payload = payload_of(render_plan(p, launch)[-1].argv)
+        assert "StrictHostKeyChecking=no" not in payload and "/dev/null" not in payload
+        assert f"UserKnownHostsFile={launch.ssh_dir}/known_hosts" in payload
+        assert 'exec "$prefix/bin/mpirun" --prefix "$prefix" ' in payload and "-x OPAL_PREFIX" in payload
+        sshd = payload_of(render_plan(p, launch)[0].argv)
+        assert f"-h {launch.ssh_dir}/{trtllm.HOST_KEY}" in sshd and "ssh-keygen" not in sshd
+
+    def test_the_image_probe_exits_3_without_sshd_4_without_orted_and_names_both(self, tmp_path):
+        import subprocess
+        (tmp_path / "ompi" / "bin").mkdir(parents=True)
+        orted = tmp_path / "ompi" / "bin" / "orted"
+        orted.write_text("#!/bin/sh\n")
+        orted.chmod(0o755)
+        sshd_dir = tmp_path / "sbin"
+        sshd_dir.mkdir()
+        (sshd_dir / "sshd").write_text("#!/bin/sh\n")
+        (sshd_dir / "sshd").chmod(0o755)
+
+        def run(sshd, **env):
+            probe = trtllm.MPI_PROBE.replace("/usr/sbin/sshd", str(sshd))
+            return subprocess.run(["/bin/bash", "-c", probe], env={"PATH": "/usr/bin:/bin", **env},
+                                  capture_output=True, text=True)
+        ok = run(sshd_dir / "sshd", OPAL_PREFIX=str(tmp_path / "ompi"))
+        assert ok.returncode == 0 and f"orted {orted}" in ok.stdout
+        assert run(sshd_dir / "absent", OPAL_PREFIX=str(tmp_path / "ompi")).returncode == 3
+        assert run(sshd_dir / "sshd").returncode == 4
 
     def test_an_api_key_file_is_refused_because_no_key_option_was_verified(self, key_file):
         p = get_profile("trtllm")
@@ -279,3 +328,34 @@ class TestLaunchChecks:
 
     def test_sglang_module_level_check_matches_the_dispatcher(self):
         assert sglang.check_parallelism({"tp_size": 16}, 2, 8) == []
+
+
+class TestModelDefaults:
+    @pytest.mark.parametrize("engine,version,expected", [
+        ("vllm", "v0.8.5", ["--enable-reasoning", "--reasoning-parser", "deepseek_r1"]),
+        ("vllm", "v0.33.0", ["--reasoning-parser", "deepseek_r1"]),
+        ("sglang", "v0.4.4", ["--reasoning-parser", "deepseek-r1"]),
+        ("sglang", "v0.5.23", ["--reasoning-parser", "deepseek-r1"]),
+        ("trtllm", "1.0.0", ["--reasoning_parser", "deepseek-r1"]),
+    ])
+    def test_deepseek_r1_gets_the_reasoning_parser_of_each_pinned_version(self, engine, version, expected):
+        from pathlib import Path
+        from llmfab import config as config_mod
+        from llmfab.deployment import build
+        cfg = config_mod.load(Path(__file__).resolve().parents[2] / "configs" / "h20-2x8.yaml")
+        cfg.engine.name, cfg.engine.version, cfg.engine.api_key = engine, version, "none"
+        cfg.nvidia.driver_version = "580.65.06"
+        d = build(cfg)
+        line = " ".join(a for s in d.steps_for(cfg.head) for a in s.argv)
+        assert " ".join(expected) in line
+        cfg.model.id = "meta-llama/Llama-3.1-70B-Instruct"
+        assert reasoning_options(d.profile, "llama-3.1-70b") == {}
+
+    def test_sglang_keeps_its_own_static_memory_fraction_unless_configured(self):
+        from llmfab.engines import sglang
+        p = get_profile("sglang")
+        assert "mem_fraction_static" not in default_options(p)
+        assert "--mem-fraction-static" not in " ".join(a for argv in all_argvs(p, launch_for(p)) for a in argv)
+        assert sglang.default_mem_fraction(16) == 0.79 and sglang.default_mem_fraction(1) == 0.88
+        configured = launch_for(p, options={**default_options(p), "mem_fraction_static": 0.85})
+        assert "--mem-fraction-static" in " ".join(a for argv in all_argvs(p, configured) for a in argv)

@@ -24,6 +24,20 @@ CASES = [
     ("field/failures/nccl-watchdog-timeout-sglang-2xH100-allgather.txt", "_ALLGATHER_BASE after 600000 ms",
      "allreduce_check.py"),
     ("field/gpu/nvidia-smi-fail-module-not-found.txt", "kernel module", "uname -r"),
+    ("field/failures/nccl-socketpollconnect-no-route-to-host-sglang-2node.txt", "peer 10.0.0.4:56849 (No route to host)",
+     "NCCL_SOCKET_IFNAME"),
+    ("field/failures/nccl-socketpollconnect-no-route-retries-exhausted.txt", "(No route to host)", "allow all TCP"),
+    ("field/failures/nccl-socketpollconnect-timed-out-syn-dropped.txt", "peer 172.16.30.229:39953 (Connection timed out)",
+     "NCCL_SOCKET_IFNAME"),
+    ("field/failures/nccl-socketstartconnect-connection-abort-sglang-h100.txt",
+     "peer 10.0.0.82:38455 (Software caused connection abort)", "peer's own log"),
+    ("field/failures/nccl-socketstartconnect-abort-ipv6-link-local-ib1.txt", "link-local", "NCCL_SOCKET_IFNAME"),
+    ("field/failures/c10d-client-socket-timed-out-tuple-and-to-host-vllm.txt", "store at 172.17.0.9:50437", "nc -zv"),
+    ("field/failures/c10d-client-socket-failed-connect-bracket-errno-110.txt", "store at 198.18.0.1:3254", "nc -zv"),
+    ("field/failures/mpirun-ssh-permission-denied-orte-daemons.txt",
+     "ssh into tensorflow-benchmarks-worker-1.tensorflow-benchmarks-worker was refused", "authorized_keys"),
+    ("field/failures/c10d-errno-97-client-socket-hostname-sglang.txt", "sws-8h100grid-05.mpi-sws.org resolves to an IPv6",
+     "IPv4 literal"),
 ]
 
 
@@ -64,3 +78,29 @@ def test_every_fix_is_one_sentence():
 
 def test_bytes_and_none_are_accepted():
     assert diagnose_log(None) == [] and diagnose_log(b"\xffGloo connectFullMesh failed")[0].cause.startswith("Gloo")
+
+
+@pytest.mark.parametrize("relpath", ["field/fabricmanager/journal-fm-nv-warn-nothing-to-do-a40-nvlink-bridge.txt",
+                                     "field/fabricmanager/journal-fm-nv-warn-nothing-to-do-2x4090.txt"])
+def test_nv_warn_nothing_to_do_is_named_as_no_nvswitch_not_as_a_version_mismatch(relpath):
+    found = diagnose_log(load_fixture(relpath))
+    (named,) = [d for d in found if "no NVSwitch" in d.cause]
+    assert "nvidia.fabricmanager: false" in named.fix and "NV_WARN_NOTHING_TO_DO" in named.evidence_line
+    assert not any("does not match" in d.cause for d in found)
+
+
+def test_every_c10d_address_form_names_the_store():
+    lines = {
+        "remote=[h]:p": "[c10d] waitForInput: socket SocketImpl(fd=1, addr=[::ffff:10.0.0.2]:5, remote=[::ffff:10.0.0.1]:20001) timed out",
+        "to host h:p": "[c10d] TCP client failed to connect/validate to host 10.0.0.1:20001 - timed out (try=1)",
+        "(h, p)": "[c10d] The client socket has timed out after 600000ms while trying to connect to (10.0.0.1, 20001).",
+        "[h]:p": "[c10d] The client socket has failed to connect to [n1.example]:20001 (errno: 110 - Connection timed out).",
+    }
+    for form, line in lines.items():
+        (d,) = diagnose_log(line)
+        assert ("10.0.0.1:20001" in d.cause or "n1.example:20001" in d.cause), form
+
+
+def test_the_no_route_line_without_an_address_says_so_instead_of_question_marks():
+    (d,) = diagnose_log(load_fixture("field/failures/nccl-socketpollconnect-no-route-retries-exhausted.txt"))
+    assert "?" not in d.cause and "address not on this line" in d.cause

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tasks import ns
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,3 +33,34 @@ def test_fab_runs_a_task_once_for_all_of_its_hosts():
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 2
     assert "-H names host(s) not in" in out.stderr and "nx" in out.stderr and "n1 (10.10.0.11)" in out.stderr
+
+
+def test_a_bad_engine_name_ends_in_one_line_naming_the_option_and_the_fix():
+    out = subprocess.run([sys.executable, "-m", "fabric", "check", "--config", "configs/h20-2x8.yaml", "--engine", "foo"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == "error: --engine: 'foo' is not an engine; use sglang, trtllm or vllm"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["check", "--parallel", "abc"], "--parallel: 'abc' is not a whole number"),
+    (["deploy", "--version", "9.9"], "--version: no vllm profile '9.9'; use one of v0.8.5, "),
+    (["export-bundle", "--engine", "foo", "--out", "/nonexistent"], "--engine: 'foo' is not an engine"),
+])
+def test_every_bad_option_ends_in_one_line_without_a_traceback(args, says):
+    out = subprocess.run([sys.executable, "-m", "fabric", args[0], "--config", "configs/h20-2x8.yaml", *args[1:]],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and says in out.stderr
+
+
+def test_a_cuda_13_engine_version_is_refused_on_the_configured_driver_550():
+    from llmfab.config import load
+    from llmfab.deployment import DeploymentError, build
+    cfg = load(REPO / "configs" / "h20-2x8.yaml")
+    cfg.engine.version = "v0.33.0"
+    with pytest.raises(DeploymentError) as e:
+        build(cfg)
+    assert "needs driver branch 580 or newer" in str(e.value) and "engine.version to v0.8.5" in str(e.value)
+    cfg.nvidia.driver_version = "580.65.06"
+    assert build(cfg).profile.version == "v0.33.0"
