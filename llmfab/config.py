@@ -268,12 +268,33 @@ class Engine(Section):
     version: Optional[str] = None
     port: int = Field(40000, ge=1, le=65535)
     bind: str = "0.0.0.0"
-    # none | generate | the key itself. Stored mode 0600 on the head, never logged.
-    api_key: str = "none"
+    # generate (default) | none | the key itself. Stored mode 0600 on the head,
+    # never logged. With none, the firewall lets only the cluster's nodes in.
+    api_key: str = "generate"
+    # Host firewall rules (nftables) that let only the cluster's nodes reach the
+    # engine's unauthenticated internal ports; false: you filter them yourself.
+    firewall: bool = True
     ready_timeout: int = Field(3600, ge=30, le=86400)
     # The cross-node all-reduce of `fab check --nccl` gives up after this long.
     nccl_timeout: int = Field(300, ge=10, le=3600)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, v: str) -> str:
+        # A key reaches curl's header file and SGLang's argument parser.
+        if not v or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in v) or v.startswith("-"):
+            raise ValueError("must be generate, none, or a key of printable characters without spaces, "
+                             "not starting with '-'")
+        return v
+
+    @field_validator("bind")
+    @classmethod
+    def _engine_bind(cls, v: str) -> str:
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError:
+            raise ValueError("must be an IPv4 address to listen on, e.g. 0.0.0.0 or the head's address") from None
 
 
 class WebUI(Section):

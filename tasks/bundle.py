@@ -6,7 +6,7 @@ from invoke import task
 
 from llmfab import bundle
 from llmfab.output import console
-from llmfab.config import Engine, load
+from llmfab.config import load
 from llmfab.session import reported_errors
 
 from .options import CONFIG
@@ -35,8 +35,7 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
     with reported_errors():
         cfg = load(config)
         if engine and engine != cfg.engine.name:
-            cfg.engine = Engine(name=engine, port=cfg.engine.port, bind=cfg.engine.bind, api_key=cfg.engine.api_key,
-                                ready_timeout=cfg.engine.ready_timeout)
+            cfg.engine = cfg.engine.model_copy(update={"name": engine, "version": None, "options": {}})
         target = Path(out) if out else Path("build/bundles") / cfg.cluster.name
         written = bundle.export(cfg, target, tar=tar, artifacts=Path(artifacts) if artifacts else None)
     out_ = console()

@@ -7,7 +7,6 @@ from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import capacity
-from llmfab.config import Engine
 from llmfab.deployment import DeploymentError, build
 from llmfab.exits import ExitStatus
 from llmfab.output import diagnoses
@@ -26,8 +25,7 @@ def choose_engine(session: Session, engine: str | None, version: str | None) -> 
     """Point the session's config at ENGINE; options in the config belong to its own engine only."""
     current = session.config.engine
     if engine and engine != current.name:
-        session.config.engine = Engine(name=engine, version=version, port=current.port, bind=current.bind,
-                                       api_key=current.api_key, ready_timeout=current.ready_timeout)
+        session.config.engine = current.model_copy(update={"name": engine, "version": version, "options": {}})
     elif version:
         current.version = version
 
@@ -122,9 +120,13 @@ def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, 
             out.print(f"[bold]{r.host}[/bold] ({r.address})")
             for line in containers:
                 name, image, state, engine_, rank = (line.split("|") + [""] * 5)[:5]
-                out.print(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}")
+                # Remote text, never markup: a container label must not style or break the table.
+                out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
             for url, state in (f[:2] for f in r.of_kind("health")):
-                out.print(f"  endpoint {url}: [{'green' if state == 'up' else 'red'}]{state}[/]")
+                out.print(Text(f"  endpoint {url}: ").append(state, style="green" if state == "up" else "red"))
+            for state, ports, *_rest in r.of_kind("firewall"):
+                shown = f"on: only cluster nodes reach {ports}" if state == "on" else "off (no llmfab rules)"
+                out.print(Text(f"  firewall {shown}"))
             for (gpus, *_rest) in r.of_kind("gpus"):
                 out.print(f"  GPUs in use: {gpus}")
         session.finish(results, "status")

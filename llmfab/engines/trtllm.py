@@ -123,8 +123,9 @@ def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
     refused = []
     if launch.api_key_file:
         refused.append(f"trtllm {profile.version}: no API key option was verified for "
-                       f"trtllm-serve; unset api_key_file and put an authenticating proxy "
-                       f"in front of port {launch.port}")
+                       f"trtllm-serve: set engine.api_key: none (llmfab's firewall then lets "
+                       f"only the cluster's nodes reach port {launch.port}) and put an "
+                       f"authenticating proxy in front of it for other clients")
     return prepare(profile, launch, check_parallelism, refused)
 
 

@@ -222,12 +222,18 @@ def _env(launch: Launch, node: NodeInfo) -> dict[str, str]:
 def ray_container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
     """``docker run`` that starts Ray on one node (head: --head; worker: --address)."""
     _prepare(profile, launch)
+    # Every listener pinned, so that llmfab's firewall can name it. The Ray Client
+    # server keeps Ray's fixed default (10001): naming it fails on images whose
+    # Ray has no client extra, where it does not run at all.
+    pinned = [f"--{flag}={port}" for flag, port in launch.ray_ports(node.rank).items()]
+    workers = launch.ray_worker_slice(node.rank)
+    pinned += [f"--min-worker-port={workers[0]}", f"--max-worker-port={workers[1]}"]
     if node.rank == 0:
         ray = ["ray", "start", "--block", "--head", f"--node-ip-address={node.address}",
-               f"--port={launch.ray_port}"]
+               f"--port={launch.ray_port}", "--include-dashboard=false", *pinned]
     else:
         ray = ["ray", "start", "--block", f"--node-ip-address={node.address}",
-               f"--address={launch.head.address}:{launch.ray_port}"]
+               f"--address={launch.head.address}:{launch.ray_port}", *pinned]
     payload = logged(ray, f"{launch.log_dir}/ray-rank{node.rank}.log")
     return docker_run(profile, launch, node, payload, _env(launch, node),
                       base_mounts(launch, node, with_key=True))

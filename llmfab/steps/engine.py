@@ -136,8 +136,10 @@ def smoke(config: ClusterConfig, node: Node) -> dict:
 
 
 def status(config: ClusterConfig, node: Node) -> dict:
+    from .firewall import TABLE  # firewall builds on this module
+
     health = deployment(config).urls()["health"] if _is_head(config, node) else ""
-    return {"health": health}
+    return {"health": health, "table": TABLE}
 
 
 def _needs_serve(config: ClusterConfig) -> bool:

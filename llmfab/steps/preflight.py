@@ -10,6 +10,7 @@ from ..engines import Launch
 from ..engines.launch import fabric_env
 from . import Step, register
 from .engine import _archive, deployment
+from .firewall import filtered_ports
 
 
 def expect(config: ClusterConfig, node: Node) -> Expect:
@@ -28,6 +29,7 @@ def expect(config: ClusterConfig, node: Node) -> Expect:
         interface=config.network.interface, head_address=config.head.address,
         is_head=config.head.name == node.name, nofile=config.system.nofile, model_path=config.model.path,
         image=d.profile.image_ref, image_archive=_archive(d.profile.image_ref), min_driver=getattr(d.profile, "min_driver", None), ports=tuple(ports),
+        guarded=tuple((a, b) for a, b, _ in filtered_ports(config)), firewall=config.engine.firewall,
     )
 
 
