@@ -41,6 +41,14 @@ class ClusterInfo(Section):
     # Name of the head node; defaults to the node whose role is head, else the first node.
     head: Optional[str] = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # It names directories (build/bundles/<name>) and container labels: a plain name only.
+        if not NAME_RE.match(v):
+            raise ValueError("a plain name: lowercase letters, digits and '-', starting with a letter or digit")
+        return v
+
 
 class SSHSettings(Section):
     user: str = "root"

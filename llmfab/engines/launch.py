@@ -66,7 +66,9 @@ class Launch:
     nofile: int = 1048576
     container_name: str = "llmfab-engine"
     labels: Mapping[str, str] = field(default_factory=dict)
-    log_dir: str = "/var/log/llmfab"
+    # The containers' own log directory, the only host path they may write:
+    # llmfab's run logs sit one level up, root-only and never mounted.
+    log_dir: str = "/var/log/llmfab/engine"
     config_dir: str = "/etc/llmfab/engine"
     ssh_dir: str = "/etc/llmfab/ssh"
     ray_port: int = 6379

@@ -104,11 +104,33 @@ llmfab_progress() {
   llmfab_emit progress "$*"
 }
 
-# llmfab_emit_file sends the last lines of FILE to the runner under NAME.
+# llmfab_emit_file sends the last lines of FILE to the runner under NAME, with
+# the endpoint's API key blanked out.
 llmfab_emit_file() {
   local name=$1 file=$2 lines=${3:-80}
-  [[ -r $file ]] || return 0
-  llmfab_emit log "$name" "$(tail -n "$lines" -- "$file" | base64 -w0)"
+  [[ -f $file ]] || return 0
+  llmfab_emit log "$name" "$(llmfab_tail "$file" "$lines" | base64 -w0)"
+}
+
+# llmfab_tail prints the last LINES lines of a regular FILE without following a
+# link (a container may plant one among its logs), the API key blanked out.
+llmfab_tail() {
+  [[ -f $1 && ! -L $1 ]] || return 0
+  timeout 20 dd if="$1" iflag=nofollow status=none 2>/dev/null | tail -n "$2" | llmfab_redact || true
+}
+
+# llmfab_redact copies stdin to stdout with the endpoint's API key (if this node
+# keeps one) replaced by ***: engines echo their arguments in their logs.
+llmfab_redact() {
+  local key="" line
+  [[ -s /etc/llmfab/api_key ]] && IFS= read -r key </etc/llmfab/api_key
+  if [[ -z $key ]]; then
+    cat
+    return 0
+  fi
+  while IFS= read -r line || [[ -n $line ]]; do
+    printf '%s\n' "${line//"$key"/***}"
+  done
 }
 
 # llmfab_wait_until runs a probe command every INTERVAL seconds until it

@@ -82,6 +82,7 @@ def launch(config: ClusterConfig, node: Node) -> dict:
         "head_port": d.launch.ray_port if worker_waits_for_head else 0,
         "head_address": config.head.address,
         "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout),
+        "log_dir": d.launch.log_dir,
     }
 
 
@@ -93,6 +94,7 @@ def cluster(config: ClusterConfig, node: Node) -> dict:
         "gpus": len(config.nodes) * config.gpu.per_node,
         "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout),
         "names": [n.name for n in workers],
+        "head_log": f"{deployment(config).launch.log_dir}/ray-rank0.log",
         "addresses": [n.address for n in workers],
     }
 
@@ -168,6 +170,6 @@ register("smoke", Step("smoke", "stream a chat completion from the endpoint (hea
                        only=lambda c, n: _is_head(c, n)))
 register("status", Step("engine-status", "report containers, health and GPUs", "engine/status.sh.j2", status))
 register("logs", Step("engine-logs", "collect the engine's logs", "engine/logs.sh.j2",
-                      lambda c, n: {"lines": 200, "container": CONTAINER}))
+                      lambda c, n: {"lines": 200, "container": CONTAINER, "log_dir": deployment(c).launch.log_dir}))
 register("stop", Step("engine-stop", "remove llmfab's engine containers", "engine/stop.sh.j2",
                       lambda c, n: {"label": "llmfab.engine"}))
