@@ -15,7 +15,7 @@ import re
 
 from ..config import ClusterConfig, Node
 from ..deployment import API_KEY_FILE, CONTAINER, Deployment, build
-from ..engines import trtllm
+from ..engines import sglang, trtllm
 from . import Step, register
 
 SERVE_MARKER = "/var/lib/llmfab/serve-started"
@@ -67,6 +67,9 @@ def files(config: ClusterConfig, node: Node) -> dict:
     if d.engine == "trtllm":
         wanted.append({"path": trtllm.config_path(d.launch), "mode": "0644",
                        "content": trtllm.extra_options_yaml(d.profile, d.launch)})
+    if d.engine == "sglang" and d.launch.api_key_file and _is_head(config, node):
+        wanted.append({"path": sglang.launcher_path(d.launch), "mode": "0644",
+                       "content": sglang.LAUNCHER_SOURCE.read_text()})
     return {"files": wanted}
 
 
