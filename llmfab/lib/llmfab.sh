@@ -49,15 +49,17 @@ llmfab_changed() {
 
 # llmfab__install writes SRC to PATH atomically with MODE, keeping a backup of a
 # differing PATH. The temporary file sits beside PATH (rename is atomic only
-# within one file system) under a name no *.conf glob matches.
+# within one file system) under a name no *.conf glob matches. The backup is a
+# second hard link to the old file: nothing is written through a link planted
+# at the backup's name (ln refuses an existing name), and no owner is copied.
 llmfab__install() {
   local src=$1 path=$2 mode=$3 dir base tmp
   dir=$(dirname -- "$path")
   base=$(basename -- "$path")
   mkdir -p -- "$dir"
   rm -f -- "$dir/.$base".llmfab-tmp.*
-  if [[ -e $path ]]; then
-    cp -p -- "$path" "$path.llmfab-backup.$(date +%Y%m%d-%H%M%S)"
+  if [[ -e $path || -L $path ]]; then
+    ln -P -- "$path" "$path.llmfab-backup.$(date +%Y%m%d-%H%M%S).$$"
   fi
   tmp=$(mktemp -- "$dir/.$base.llmfab-tmp.XXXXXX")
   cat -- "$src" >"$tmp"
@@ -69,8 +71,13 @@ llmfab__install() {
 # llmfab_file makes PATH hold exactly what stdin holds, with MODE. The comparison
 # uses bash builtins only: on a no-op run this is most of what a step costs.
 llmfab_file() {
-  local path=$1 mode=$2 want content="" current=""
+  local path=$1 mode=$2 want content="" current="" dir
   IFS= read -r -d '' content || true
+  dir=$(dirname -- "$path")
+  if [[ -d $dir ]] && ! llmfab__root_only_dir "$dir"; then
+    llmfab_fail "$dir can be written by a user other than root: llmfab manages files only in root-owned directories (a planted link there would turn its writes against root)"
+    return 1
+  fi
   if [[ -f $path ]]; then
     IFS= read -r -d '' current <"$path" || true
     if [[ $current == "$content" && $(stat -c %a -- "$path") == "${mode#0}" ]]; then
@@ -85,6 +92,14 @@ llmfab_file() {
   else
     llmfab_do "create $path" llmfab__install "$want" "$path" "$mode"
   fi
+}
+
+# llmfab__root_only_dir succeeds when DIR is owned by root and neither group nor
+# others may write to it.
+llmfab__root_only_dir() {
+  local owner mode
+  read -r owner mode < <(stat -L -c '%u %a' -- "$1")
+  [[ $owner == 0 ]] && (((8#$mode & 8#022) == 0))
 }
 
 # llmfab_emit sends one extra record (progress, log, fact, check) straight to the
