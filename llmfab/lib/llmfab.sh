@@ -37,8 +37,9 @@ llmfab_do() {
     return 0
   fi
   printf '+ %s\n' "$what"
-  # Fd 3 is the record channel: a daemon started here must not hold it open.
-  "$@" 3>&-
+  # Fd 3 is the record channel and fd 7 the run lock: a daemon or container
+  # started here must hold neither open.
+  "$@" 3>&- 7>&-
   printf '%s\n' "$what" >>"$LLMFAB_STEP_DIR/changes"
 }
 
@@ -458,8 +459,25 @@ llmfab_run_steps() {
   [[ -z $failed ]]
 }
 
-# llmfab_main parses the common options of a generated script and runs the steps
-# listed in LLMFAB_STEPS.
+# llmfab__lock takes this node's run lock (fd 7, held until the script ends) for
+# a phase that changes the node; a second run is refused with the holder's name.
+llmfab__lock() {
+  local dir=/run/llmfab holder
+  [[ ${LLMFAB_LOCK:-1} == 1 && $LLMFAB_DRY_RUN != 1 ]] || return 0
+  install -d -m 0700 -- "$dir"
+  exec 7<>"$dir/lock"
+  if ! flock -n 7; then
+    holder=$(cat -- "$dir/lock.holder" 2>/dev/null || true)
+    llmfab__record lock failed "another llmfab run holds this node (${holder:-holder unknown}): wait for it to end, or stop it with kill -- -PGID"
+    printf 'error: another llmfab run holds this node: %s\n' "${holder:-holder unknown}" >&2
+    return 75
+  fi
+  printf 'phase %s, process group %s, since %s\n' "${LLMFAB_PHASE:-?}" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$dir/lock.holder"
+}
+
+# llmfab_main parses the common options of a generated script, takes the run
+# lock and runs the steps listed in LLMFAB_STEPS. It first tells the runner its
+# process group, which the runner stops on Ctrl-C or a timeout.
 llmfab_main() {
   local arg
   for arg in "$@"; do
@@ -472,6 +490,8 @@ llmfab_main() {
     esac
   done
   exec </dev/null
+  printf '@@llmfab\tgroup\t%s\n' "$(ps -o pgid= -p "$$" | tr -d ' ')"
+  llmfab__lock
   llmfab_run_steps "${LLMFAB_STEPS[@]}"
 }
 # --- end of llmfab step library ------------------------------------------------

@@ -9,7 +9,7 @@ from llmfab.script import HEADER, LIBRARY
 
 def run_step(host, body: str):
     """Run one ad-hoc step through llmfab's own driver on HOST; return the exec result."""
-    script = HEADER.format(version="test", phase="test", node=host.name, cluster="t") + LIBRARY + textwrap.dedent(body) + \
+    script = HEADER.format(version="test", phase="test", node=host.name, cluster="t", lock=1) + LIBRARY + textwrap.dedent(body) + \
         "LLMFAB_STEPS=(t)\nllmfab_main \"$@\"\n"
     host.exec("cat > /root/step.sh", input=script, check=True)
     return host.exec("bash /root/step.sh")
@@ -48,7 +48,7 @@ def test_two_runs_generating_a_key_at_once_use_separate_temporary_files(two_host
     from llmfab.shell import render
     step = render("engine/api_key.sh.j2", path="/etc/llmfab/api_key", generate=True, value="")
     body = step.replace("step_engine_api_key()", "step_t()")
-    host.exec("cat > /root/key.sh", input=HEADER.format(version="t", phase="t", node="n", cluster="t") + LIBRARY + body
+    host.exec("cat > /root/key.sh", input=HEADER.format(version="t", phase="t", node="n", cluster="t", lock=0) + LIBRARY + body
               + "LLMFAB_STEPS=(t)\nllmfab_main \"$@\"\n", check=True)
     runs = host.exec("for i in 1 2 3 4; do (bash /root/key.sh >/root/out.$i 2>&1; echo $? >>/root/rcs) & done; wait; "
                      "cat /root/out.*; sort -u /root/rcs")
