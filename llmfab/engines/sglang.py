@@ -182,7 +182,9 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
     The runbook's ``max_total_tokens: 65536`` is not carried over: it caps the
     KV pool for all requests together; ``context_length`` caps one request.
     """
-    return {"tp_size": 16, "trust_remote_code": True, "context_length": 65536,
+    # No trust_remote_code: DeepSeek-V3/R1 and Llama are native here, and remote code
+    # from the (shared) model directory would run as root in the container.
+    return {"tp_size": 16, "context_length": 65536,
             "mem_fraction_static": 0.9, "enable_metrics": True, "enable_cache_report": True}
 
 

@@ -98,9 +98,11 @@ PROFILES = {TRTLLM_1_0_0.version: TRTLLM_1_0_0}
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
     """DeepSeek-R1 native FP8 on 2 x 8 H20: TP16/EP16, attention DP, FP8 KV cache, no MTP."""
+    # No trust_remote_code: DeepSeek-V3/R1 and Llama are native here, and remote code
+    # from the (shared) model directory would run as root in the container.
     return {"backend": "pytorch", "tp_size": 16, "ep_size": 16, "pp_size": 1,
             "max_batch_size": 64, "max_num_tokens": 8192, "max_seq_len": 65536,
-            "kv_cache_free_gpu_memory_fraction": 0.85, "trust_remote_code": True,
+            "kv_cache_free_gpu_memory_fraction": 0.85,
             "enable_attention_dp": True, "kv_cache_dtype": "fp8", "mtp_layers": 0}
 
 

@@ -173,8 +173,10 @@ PROFILES = {p.version: p for p in (VLLM_0_8_5, VLLM_0_33_0)}
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
     """DeepSeek-R1 native FP8 on 2 x 8 H20: TP8 x PP2, 64k context, 0.9 of memory."""
+    # No trust_remote_code: DeepSeek-V3/R1 and Llama are native here, and remote code
+    # from the (shared) model directory would run as root in the container.
     opts: dict[str, Any] = {
-        "tensor_parallel_size": 8, "pipeline_parallel_size": 2, "trust_remote_code": True,
+        "tensor_parallel_size": 8, "pipeline_parallel_size": 2,
         "max_model_len": 65536, "gpu_memory_utilization": 0.9,
         "enable_chunked_prefill": True, "max_num_batched_tokens": 12800,
     }

@@ -79,3 +79,16 @@ class TestTheCheck:
     def test_listeners_on_loopback_or_other_ports_are_not_exposure(self):
         c = judged("LISTEN 0 128 127.0.0.1:6379 0.0.0.0:*\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:*\n")
         assert c.status == "pass"
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_no_engine_runs_the_model_directorys_own_code_by_default(engine):
+    cfg = parse(name=engine, api_key="none")
+    argvs = [a for step in build(cfg).steps_for(cfg.head) for a in step.argv]
+    assert not any("trust-remote-code" in a or "trust_remote_code" in a for a in argvs)
+
+
+def test_remote_code_stays_possible_when_the_config_asks_for_it():
+    cfg = parse(options={"trust_remote_code": True})
+    argvs = [a for step in build(cfg).steps_for(cfg.head) for a in step.argv]
+    assert any("--trust-remote-code" in a for a in argvs)
