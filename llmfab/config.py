@@ -166,6 +166,13 @@ def _url(v: Optional[str]) -> Optional[str]:
     return v
 
 
+def _exec_url(v: Optional[str]) -> Optional[str]:
+    # What root runs must not travel in the clear, where anyone on the path could swap it.
+    if v is not None and v.startswith("http://"):
+        raise ValueError("root runs this file: use an https:// or file:// URL, not http://")
+    return _url(v)
+
+
 class Nvidia(Section):
     # false: leave the NVIDIA stack alone (nodes whose drivers someone else manages).
     enabled: bool = True
@@ -175,13 +182,15 @@ class Nvidia(Section):
     upgrade_driver: bool = False
     # Default: NVIDIA's local installer for cuda_version + driver_version.
     installer_url: Optional[str] = None
+    # Required to run a downloaded installer (llmfab could verify none to ship);
+    # a file:// installer, or a bundle's (pinned by SHA256SUMS), may go without.
     installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
     fabricmanager: bool = True
     peermem: bool = True
     nvitop: bool = True
 
     _v = field_validator("driver_version", "cuda_version")(classmethod(lambda cls, v: _version(v)))
-    _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+    _u = field_validator("installer_url")(classmethod(lambda cls, v: _exec_url(v)))
 
     @property
     def driver_branch(self) -> str:
@@ -222,11 +231,13 @@ class Miniconda(Section):
     enabled: bool = False
     prefix: str = "/opt/miniconda3"
     installer_url: str = "https://repo.anaconda.com/miniconda/Miniconda3-latest-Linux-x86_64.sh"
+    # Required to run a downloaded installer: name a versioned installer and its sha256.
+    installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
     # default: the installer's own channels; tsinghua / aliyun: the runbook's mirrors.
     channels: Literal["default", "tsinghua", "aliyun"] = "default"
     shell: Literal["bash", "zsh"] = "bash"
 
-    _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+    _u = field_validator("installer_url")(classmethod(lambda cls, v: _exec_url(v)))
 
     @field_validator("prefix")
     @classmethod

@@ -326,9 +326,14 @@ llmfab_service() {
 
 # llmfab_fetch prints the local path of artifact NAME: the bundle's copy when
 # LLMFAB_ARTIFACTS is set, else a (resumable) download of URL into /var/cache/llmfab.
-# A given SHA256 is checked either way.
+# A given SHA256 is checked either way. With RUN=1 (root will execute it) a
+# download needs a SHA256: TLS alone does not pin what is run.
 llmfab_fetch() {
-  local url=$1 sha=$2 name=$3 path
+  local url=$1 sha=$2 name=$3 run=${4:-0} path
+  if [[ $run == 1 && -z $sha && -z ${LLMFAB_ARTIFACTS:-} && $url != file://* ]]; then
+    llmfab_fail "refusing to run $name downloaded without a pinned sha256: set its installer_sha256 in the config (the checksum you verified), or use a bundle"
+    return 1
+  fi
   if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
     path=$LLMFAB_ARTIFACTS/files/$name
     [[ -f $path ]] || llmfab_fail "artifact $name is missing from the bundle (files/$name)"

@@ -92,3 +92,23 @@ def test_remote_code_stays_possible_when_the_config_asks_for_it():
     cfg = parse(options={"trust_remote_code": True})
     argvs = [a for step in build(cfg).steps_for(cfg.head) for a in step.argv]
     assert any("--trust-remote-code" in a for a in argvs)
+
+
+class TestDownloads:
+    """What root runs is pinned (review M2)."""
+
+    @pytest.mark.parametrize("section", ["nvidia", "miniconda"])
+    def test_an_http_installer_url_is_refused(self, section):
+        with pytest.raises(config.ConfigError, match="not http://"):
+            config.parse({**TWO_NODES, section: {"installer_url": "http://example.org/x.run"}})
+
+    def test_a_downloaded_installer_without_a_pinned_sha256_is_never_run(self, tmp_path):
+        import subprocess
+
+        from llmfab.script import LIBRARY
+        # Were the refusal broken, these stand-ins stop the run before it touches this machine.
+        guard = "mkdir() { exit 98; }; curl() { exit 99; }; mv() { exit 97; }\n"
+        script = LIBRARY + guard + 'LLMFAB_STEP_DIR=$1; llmfab_fetch https://example.org/cuda.run "" cuda.run 1\n'
+        done = subprocess.run(["bash", "-c", script, "_", str(tmp_path)], capture_output=True, text=True)
+        assert done.returncode == 1
+        assert "refusing to run cuda.run downloaded without a pinned sha256" in (tmp_path / "reason").read_text()
