@@ -28,6 +28,9 @@ HCA_RE = re.compile(r"^[A-Za-z0-9_]+(:[0-9]+)?$")
 SYSCTL_KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9 ._:-]{1,128}$")
 UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Kernel settings that protect against local users (links, ptrace, ASLR, kernel pointers).
+PROTECTIVE_SYSCTLS = ("fs.protected_", "fs.suid_dumpable", "kernel.yama.", "kernel.randomize_va_space",
+                      "kernel.kptr_restrict", "kernel.dmesg_restrict", "kernel.unprivileged_bpf_disabled")
 
 
 class Section(BaseModel):
@@ -124,7 +127,7 @@ class Network(Section):
 
 
 class GPU(Section):
-    model: str = "H20"
+    model: str = Field("H20", min_length=1)
     per_node: int = Field(8, ge=1, le=64)
     memory_gb: int = Field(96, ge=1, le=4096)
 
@@ -145,6 +148,8 @@ class System(Section):
         for key, value in v.items():
             if not SYSCTL_KEY_RE.match(key):
                 raise ValueError(f"{key!r} is not a sysctl key such as net.core.somaxconn")
+            if key.startswith(PROTECTIVE_SYSCTLS):
+                raise ValueError(f"{key} guards the node against local attacks: llmfab does not change it")
             if not SYSCTL_VALUE_RE.match(str(value)):
                 raise ValueError(f"value of {key} must be a number or plain words, got {value!r}")
         return v
@@ -257,7 +262,7 @@ class Mirrors(Section):
 
 
 class Model(Section):
-    id: str = "deepseek-ai/DeepSeek-R1"
+    id: str = Field("deepseek-ai/DeepSeek-R1", min_length=1)
     path: str = "/mnt/share/deepseek-ai/DeepSeek-R1"
     served_name: str = Field("DeepSeek-R1", min_length=1, max_length=128)
     dtype: Literal["fp8", "bf16"] = "fp8"
