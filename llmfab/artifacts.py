@@ -68,6 +68,9 @@ def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact
     if config.miniconda.enabled:
         url = config.miniconda.installer_url
         out.append(Artifact("files", f"files/{url.rsplit('/', 1)[-1]}", url, config.miniconda.installer_sha256))
+    if config.engine.firewall:
+        # deploy installs nftables where nft is missing (the engine firewall).
+        out.append(Artifact("debs", "debs/firewall", "nftables"))
     if engine:
         config.engine.name = engine
     image = deployment(config).profile.image_ref
