@@ -139,7 +139,10 @@ llmfab_tail() {
 # keeps one) replaced by ***: engines echo their arguments in their logs.
 llmfab_redact() {
   local key="" line
-  [[ -s /etc/llmfab/api_key ]] && IFS= read -r key </etc/llmfab/api_key
+  # The generated key has no final newline: read then fails, having read it.
+  if [[ -s /etc/llmfab/api_key ]]; then
+    IFS= read -r key </etc/llmfab/api_key || true
+  fi
   if [[ -z $key ]]; then
     cat
     return 0
