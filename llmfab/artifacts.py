@@ -67,7 +67,10 @@ def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact
         out.append(Artifact("wheels", "wheels", "nvitop"))
     if config.miniconda.enabled:
         url = config.miniconda.installer_url
-        out.append(Artifact("files", f"files/{url.rsplit('/', 1)[-1]}", url))
+        out.append(Artifact("files", f"files/{url.rsplit('/', 1)[-1]}", url, config.miniconda.installer_sha256))
+    if config.engine.firewall:
+        # deploy installs nftables where nft is missing (the engine firewall).
+        out.append(Artifact("debs", "debs/firewall", "nftables"))
     if engine:
         config.engine.name = engine
     image = deployment(config).profile.image_ref
@@ -135,9 +138,12 @@ def _fetch_one(a: Artifact, cache: Cache, config: ClusterConfig) -> Outcome:
         FETCHERS[a.kind](a, target, config)
     except FetchError as e:
         return Outcome(a, FAILED, str(e))
+    if a.sha256 and digest(target) != a.sha256:
+        # Never recorded, never left where export would copy it from.
+        got = digest(target)
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return Outcome(a, FAILED, f"checksum mismatch: got {got[:12]}, expected {a.sha256[:12]} (removed)")
     value = cache.record(a)
-    if a.sha256 and value != a.sha256:
-        return Outcome(a, FAILED, f"checksum mismatch: got {value[:12]}, expected {a.sha256[:12]}")
     return Outcome(a, FETCHED, f"sha256 {value[:12]}")
 
 

@@ -3,7 +3,12 @@
 A node's bundle holds ``run.sh`` (the offline driver), ``steps/<phase>.sh`` (byte
 for byte the script ``fab`` would send that node over SSH), ``node.env`` (its
 identity and the cluster facts) and ``SHA256SUMS``, which ``run.sh`` checks
-before it changes anything.
+before it changes anything. SHA256SUMS also pins ``artifacts/SHA256SUMS``, so
+one digest (that of the node's SHA256SUMS, printed by export) names every byte
+the node will run or install.
+
+Export replaces only what it made: every directory it writes carries a
+``.llmfab-bundle`` marker, and a directory without one is never deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ClusterConfig, Node
+from .errors import LlmfabError
 from .script import render_phase
 from .shell import render
 from .steps import PHASES
@@ -31,12 +37,22 @@ CHECK_LIBRARY = ["__init__.py", "checks.py", "cuda.py", "facts/__init__.py", "fa
                  "facts/gpu.py", "facts/ib.py", "facts/net.py", "facts/failures.py", "facts/nccl.py"]
 
 
+MARKER = ".llmfab-bundle"
+MARKER_TEXT = "written by llmfab export-bundle; the next export replaces this directory\n"
+
+
+class BundleError(LlmfabError):
+    """The export would overwrite something it did not create."""
+
+
 @dataclass
 class NodeBundle:
     node: Node
     path: Path
     files: list[str]
     tarball: Path | None = None
+    # sha256 of the node's SHA256SUMS: one digest for every byte the node uses.
+    digest: str = ""
 
 
 def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path | None = None) -> list[NodeBundle]:
@@ -45,29 +61,40 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
     ARTIFACTS (an artifact cache, see ``fab fetch-artifacts``) is copied once to
     OUT/artifacts; every node directory links to it.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
     phases = [p for p in BUNDLE_PHASES if p in PHASES]
+    targets = [out / node.name for node in config.ranked_nodes()]
     if artifacts is not None:
-        _store_artifacts(artifacts, out / "artifacts")
-    bundles = [_write_node(config, node, out / node.name, phases) for node in config.ranked_nodes()]
-    if artifacts is not None:
-        for b in bundles:
-            (b.path / "artifacts").symlink_to(Path("..") / "artifacts")
+        targets.append(out / "artifacts")
+    for target in targets:
+        _refuse_foreign(target)
+    pinned = _store_artifacts(artifacts, out / "artifacts") if artifacts is not None else None
+    bundles = [_write_node(config, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
             b.tarball = _pack(b)
     return bundles
 
 
-def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]) -> NodeBundle:
+def _refuse_foreign(path: Path) -> None:
+    """Stop before replacing a directory (or a link) that no export of llmfab made."""
+    if path.is_symlink() or (path.exists() and not (path / MARKER).is_file()):
+        raise BundleError(f"{path} exists and was not written by export-bundle (no {MARKER} in it): "
+                          "move it away or choose another --out")
+
+
+def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str],
+                artifacts_sums: str | None) -> NodeBundle:
     staging = root.with_name(f".{root.name}.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "steps").mkdir(parents=True)
     files = {
         "run.sh": render(
-            "run.sh.j2", node=node, cluster=config.cluster.name, version=__version__, phases=phases
+            "run.sh.j2", node=node, cluster=config.cluster.name, version=__version__, phases=phases,
+            with_artifacts=artifacts_sums is not None,
         ),
         "node.env": identity(config, node)["content"],
+        MARKER: MARKER_TEXT,
     }
     for phase in phases:
         files[f"steps/{phase}.sh"] = render_phase(config, node, phase)
@@ -82,27 +109,50 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
         path.chmod(0o700 if name.endswith(".sh") else 0o600)
     for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
         directory.chmod(0o700)
-    (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / n)}  {n}\n" for n in sorted(files)))
+    sums = [f"{_sha256(staging / n)}  {n}\n" for n in sorted(files)]
+    if artifacts_sums is not None:
+        # The chain: this file pins the artifacts' list, which pins every artifact.
+        sums.append(f"{artifacts_sums}  artifacts/SHA256SUMS\n")
+        (staging / "artifacts").symlink_to(Path("..") / "artifacts")
+    (staging / "SHA256SUMS").write_text("".join(sums))
     (staging / "SHA256SUMS").chmod(0o600)
     # Swap in the finished directory so an interrupted export never leaves half a bundle.
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(staging, root)
-    return NodeBundle(node, root, sorted(files) + ["SHA256SUMS"])
+    _replace(staging, root)
+    return NodeBundle(node, root, sorted(files) + ["SHA256SUMS"], digest=_sha256(root / "SHA256SUMS"))
 
 
-def _store_artifacts(cache: Path, dest: Path) -> None:
-    """Copy the artifact cache once (hard links where possible) and list it in SHA256SUMS."""
+def _mark(directory: Path) -> None:
+    (directory / MARKER).write_text(MARKER_TEXT)
+    (directory / MARKER).chmod(0o600)
+
+
+def _replace(staging: Path, dest: Path) -> None:
+    """Swap STAGING in for DEST, which is absent or an earlier export (checked first)."""
+    _refuse_foreign(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+
+
+def _store_artifacts(cache: Path, dest: Path) -> str:
+    """Copy the artifact cache once (hard links where possible), list it in SHA256SUMS
+    and return that list's own sha256."""
     staging = dest.with_name(".artifacts.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(cache, staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("SHA256SUMS", "*.part"))
+    shutil.copytree(cache, staging, copy_function=_link_or_copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("SHA256SUMS", "*.part", MARKER))
+    links = [p for p in staging.rglob("*") if p.is_symlink()]
+    if links:
+        shutil.rmtree(staging)
+        raise BundleError(f"the artifact cache holds links ({links[0].relative_to(staging)}): "
+                          "a bundle carries plain files only")
+    _mark(staging)
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
         directory.chmod(0o700)
     (staging / "SHA256SUMS").write_text("".join(f"{_sha256(staging / f)}  {f}\n" for f in files))
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(staging, dest)
+    _replace(staging, dest)
+    return _sha256(dest / "SHA256SUMS")
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -115,7 +165,10 @@ def _link_or_copy(src: str, dst: str) -> None:
 def _pack(bundle: NodeBundle) -> Path:
     """One tarball per node, with the shared artifacts it links to copied in."""
     tarball = bundle.path.with_name(f"llmfab-{bundle.node.name}.tar.gz")
-    with tarfile.open(tarball, "w:gz", dereference=True) as tar:
+    # Root-only from the first byte: a deploy script may carry the API key.
+    tarball.unlink(missing_ok=True)
+    fd = os.open(tarball, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", dereference=True) as tar:
         tar.add(bundle.path, arcname=f"llmfab-{bundle.node.name}")
     return tarball
 

@@ -47,6 +47,10 @@ class Expect:
     model_bytes: int = 0
     # nvidia.fabricmanager: false means nobody should run a fabric manager here.
     fabricmanager: bool = True
+    # Port ranges no one but the cluster's nodes may reach (Ray, dist-init store, sshd).
+    guarded: tuple[tuple[int, int], ...] = ()
+    # Whether llmfab keeps the firewall table that filters them (engine.firewall).
+    firewall: bool = True
 
 
 @dataclass
@@ -92,6 +96,7 @@ def probes(expect: Expect) -> dict[str, str]:
         "image_archive": f"[ -n \"${{LLMFAB_ARTIFACTS:-}}\" ] && ls \"$LLMFAB_ARTIFACTS\"/images/{_q(expect.image_archive)}",
         "ours": "docker ps -q --filter label=llmfab.engine 2>/dev/null || true",
         "listening": "ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null",
+        "firewall": "nft list table inet llmfab",
         "clock": "date +%s.%N",
     }
     return cmds
@@ -107,7 +112,7 @@ def judge_node(node: str, expect: Expect, out: dict[str, tuple[int, str]]) -> No
     """All per-node checks from the probe outputs (name -> (exit status, text))."""
     r = NodeReport(node)
     for check in (_gpu, _fabric_manager, _fabric_state, _peermem, _hcas, _interface, _shm, _nofile, _disk, _model,
-                  _image, _ports):
+                  _image, _ports, _exposure):
         check(r, expect, out)
     return r
 
@@ -352,6 +357,36 @@ def _ports(r: NodeReport, e: Expect, out) -> None:
           "stop what holds these ports or change engine.port" + ("" if not busy else ""))
 
 
+def _exposure(r: NodeReport, e: Expect, out) -> None:
+    """Guarded ports that answer beyond this host must be filtered by llmfab's table."""
+    listeners = re.findall(r"(\S+):(\d+)\s", _text(out, "listening"))
+    exposed = sorted({int(port) for host, port in listeners
+                      if not _loopback(host.strip("[]")) and _guarded(e, int(port))})
+    if not exposed:
+        r.add("exposure", True, "no unauthenticated engine port answers beyond this host", "")
+        return
+    shown = ", ".join(map(str, exposed))
+    rules = _text(out, "firewall") if _rc(out, "firewall") == 0 else ""
+    ranges = re.search(r"tcp dport \{ ([^}]*) \} drop", rules)
+    covered = [(int(a), int(b or a)) for a, b in re.findall(r"(\d+)(?:-(\d+))?", ranges.group(1))] if ranges else []
+    open_ = [p for p in exposed if not any(a <= p <= b for a, b in covered)]
+    if not open_:
+        r.add("exposure", True, f"{shown} answer on every address, llmfab's firewall lets only the cluster in", "")
+        return
+    fix = ("re-run fab deploy (engine.firewall: true loads llmfab's rules), or stop the engine"
+           if e.firewall else "engine.firewall is false: filter these ports to the cluster's nodes yourself")
+    r.add("exposure", False, f"{', '.join(map(str, open_))} answer beyond this host with no llmfab firewall rule "
+          "(unauthenticated: code execution for anyone who reaches them)", fix, warn=not e.firewall)
+
+
+def _loopback(host: str) -> bool:
+    return host.startswith("127.") or host in ("::1", "localhost")
+
+
+def _guarded(e: Expect, port: int) -> bool:
+    return any(a <= port <= b for a, b in e.guarded)
+
+
 def _int(text: str) -> Optional[int]:
     m = re.search(r"\d+", text)
     return int(m.group()) if m else None
@@ -402,7 +437,8 @@ def failed(nodes: list[NodeReport], cluster: list[Check]) -> bool:
 
 def expect_from_json(text: str) -> Expect:
     raw = json.loads(text)
-    return Expect(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    return Expect(**{k: tuple(tuple(i) if isinstance(i, list) else i for i in v) if isinstance(v, list) else v
+                     for k, v in raw.items()})
 
 
 def report_text(node: NodeReport) -> str:

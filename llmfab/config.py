@@ -28,6 +28,9 @@ HCA_RE = re.compile(r"^[A-Za-z0-9_]+(:[0-9]+)?$")
 SYSCTL_KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9 ._:-]{1,128}$")
 UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Kernel settings that protect against local users (links, ptrace, ASLR, kernel pointers).
+PROTECTIVE_SYSCTLS = ("fs.protected_", "fs.suid_dumpable", "kernel.yama.", "kernel.randomize_va_space",
+                      "kernel.kptr_restrict", "kernel.dmesg_restrict", "kernel.unprivileged_bpf_disabled")
 
 
 class Section(BaseModel):
@@ -40,6 +43,14 @@ class ClusterInfo(Section):
     name: str = Field("cluster", min_length=1, max_length=64)
     # Name of the head node; defaults to the node whose role is head, else the first node.
     head: Optional[str] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        # It names directories (build/bundles/<name>) and container labels: a plain name only.
+        if not NAME_RE.match(v):
+            raise ValueError("a plain name: lowercase letters, digits and '-', starting with a letter or digit")
+        return v
 
 
 class SSHSettings(Section):
@@ -116,7 +127,7 @@ class Network(Section):
 
 
 class GPU(Section):
-    model: str = "H20"
+    model: str = Field("H20", min_length=1)
     per_node: int = Field(8, ge=1, le=64)
     memory_gb: int = Field(96, ge=1, le=4096)
 
@@ -137,6 +148,8 @@ class System(Section):
         for key, value in v.items():
             if not SYSCTL_KEY_RE.match(key):
                 raise ValueError(f"{key!r} is not a sysctl key such as net.core.somaxconn")
+            if key.startswith(PROTECTIVE_SYSCTLS):
+                raise ValueError(f"{key} guards the node against local attacks: llmfab does not change it")
             if not SYSCTL_VALUE_RE.match(str(value)):
                 raise ValueError(f"value of {key} must be a number or plain words, got {value!r}")
         return v
@@ -158,6 +171,13 @@ def _url(v: Optional[str]) -> Optional[str]:
     return v
 
 
+def _exec_url(v: Optional[str]) -> Optional[str]:
+    # What root runs must not travel in the clear, where anyone on the path could swap it.
+    if v is not None and v.startswith("http://"):
+        raise ValueError("root runs this file: use an https:// or file:// URL, not http://")
+    return _url(v)
+
+
 class Nvidia(Section):
     # false: leave the NVIDIA stack alone (nodes whose drivers someone else manages).
     enabled: bool = True
@@ -167,13 +187,15 @@ class Nvidia(Section):
     upgrade_driver: bool = False
     # Default: NVIDIA's local installer for cuda_version + driver_version.
     installer_url: Optional[str] = None
+    # Required to run a downloaded installer (llmfab could verify none to ship);
+    # a file:// installer, or a bundle's (pinned by SHA256SUMS), may go without.
     installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
     fabricmanager: bool = True
     peermem: bool = True
     nvitop: bool = True
 
     _v = field_validator("driver_version", "cuda_version")(classmethod(lambda cls, v: _version(v)))
-    _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+    _u = field_validator("installer_url")(classmethod(lambda cls, v: _exec_url(v)))
 
     @property
     def driver_branch(self) -> str:
@@ -214,11 +236,13 @@ class Miniconda(Section):
     enabled: bool = False
     prefix: str = "/opt/miniconda3"
     installer_url: str = "https://repo.anaconda.com/miniconda/Miniconda3-latest-Linux-x86_64.sh"
+    # Required to run a downloaded installer: name a versioned installer and its sha256.
+    installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
     # default: the installer's own channels; tsinghua / aliyun: the runbook's mirrors.
     channels: Literal["default", "tsinghua", "aliyun"] = "default"
     shell: Literal["bash", "zsh"] = "bash"
 
-    _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+    _u = field_validator("installer_url")(classmethod(lambda cls, v: _exec_url(v)))
 
     @field_validator("prefix")
     @classmethod
@@ -238,7 +262,7 @@ class Mirrors(Section):
 
 
 class Model(Section):
-    id: str = "deepseek-ai/DeepSeek-R1"
+    id: str = Field("deepseek-ai/DeepSeek-R1", min_length=1)
     path: str = "/mnt/share/deepseek-ai/DeepSeek-R1"
     served_name: str = Field("DeepSeek-R1", min_length=1, max_length=128)
     dtype: Literal["fp8", "bf16"] = "fp8"
@@ -270,12 +294,33 @@ class Engine(Section):
     # The ranks' rendezvous (vLLM --master-port, SGLang --dist-init-addr port).
     dist_port: int = Field(20001, ge=1, le=65535)
     bind: str = "0.0.0.0"
-    # none | generate | the key itself. Stored mode 0600 on the head, never logged.
-    api_key: str = "none"
+    # generate (default) | none | the key itself. Stored mode 0600 on the head,
+    # never logged. With none, the firewall lets only the cluster's nodes in.
+    api_key: str = "generate"
+    # Host firewall rules (nftables) that let only the cluster's nodes reach the
+    # engine's unauthenticated internal ports; false: you filter them yourself.
+    firewall: bool = True
     ready_timeout: int = Field(3600, ge=30, le=86400)
     # The cross-node all-reduce of `fab check --nccl` gives up after this long.
     nccl_timeout: int = Field(300, ge=10, le=3600)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, v: str) -> str:
+        # A key reaches curl's header file and SGLang's argument parser.
+        if not v or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in v) or v.startswith("-"):
+            raise ValueError("must be generate, none, or a key of printable characters without spaces, "
+                             "not starting with '-'")
+        return v
+
+    @field_validator("bind")
+    @classmethod
+    def _engine_bind(cls, v: str) -> str:
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError:
+            raise ValueError("must be an IPv4 address to listen on, e.g. 0.0.0.0 or the head's address") from None
 
 
 class WebUI(Section):

@@ -73,7 +73,10 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     errors = engines.check_launch(launch)
     if errors:
         raise DeploymentError("; ".join(errors))
-    fingerprint = _fingerprint(profile, launch)
+    try:
+        fingerprint = _fingerprint(profile, launch)
+    except EngineConfigError as e:  # what only rendering finds (trtllm + a key)
+        raise DeploymentError("; ".join(e.errors)) from None
     launch = replace(launch, labels={**launch.labels, "llmfab.fingerprint": fingerprint})
     return Deployment(config, profile, options, launch, fingerprint)
 

@@ -21,7 +21,7 @@ from fabric import Connection
 from .config import ClusterConfig, Node
 from .results import HostResult, Status, StepResult, parse_record, step_result
 from .script import render_phase
-from .ssh import SSHOptions, UnknownHostKey, connect, run_script
+from .ssh import SSHOptions, UnknownHostKey, connect, run_script, stop_group
 
 
 class Progress(Protocol):
@@ -32,6 +32,14 @@ class Progress(Protocol):
     def step_progress(self, node: Node, step: str, message: str) -> None: ...
     def step_done(self, node: Node, result: StepResult) -> None: ...
     def host_done(self, result: HostResult) -> None: ...
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after the hosts' remote steps were stopped; says where."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
 
 
 class Fleet:
@@ -46,6 +54,10 @@ class Fleet:
         self._open: list[Connection] = []
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
+        # Per host: the connection its phase script runs on and that script's
+        # process group, so that Ctrl-C can stop it on the node.
+        self._groups: dict[str, tuple[Connection, str]] = {}
+        self.stopped: set[str] = set()
 
     def run_phase(self, phase: str, dry_run: bool = False) -> list[HostResult]:
         """Render PHASE for every node and run it on all of them in parallel."""
@@ -64,13 +76,21 @@ class Fleet:
         except KeyboardInterrupt:
             self.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-            raise
+            started = sorted(self.stopped)
+            raise Interrupted(f"stopped the remote step on: {', '.join(started)}" if started else
+                              "no remote step was running, or none could be stopped") from None
         pool.shutdown(wait=True)
         return [f.result() for f in futures]
 
     def cancel(self) -> None:
-        """Stop every host's work: closing the SSH session ends the remote script."""
+        """Stop every host's work: the remote script's process group first (closing
+        the SSH channel would not stop it), then the connections."""
         self.cancelled.set()
+        with self._lock:
+            groups = dict(self._groups)
+        for name, (conn, group) in groups.items():
+            if stop_group(conn, group, self.options.sudo_password):
+                self.stopped.add(name)
         with self._lock:
             for conn in self._open:
                 try:
@@ -97,21 +117,46 @@ class Fleet:
         try:
             done = run_script(
                 conn, script, args, self.options.sudo_password, self.options.command_timeout,
-                lambda line: self._on_line(node, result, line),
+                lambda line: self._on_line(node, result, line, conn),
             )
             result.commands += 1
+            if done.timed_out:
+                stopped = self._stop(node)
         except (paramiko.SSHException, OSError, EOFError) as e:
-            result.error = "interrupted" if self.cancelled.is_set() else f"connection lost: {e or type(e).__name__}"
+            if self.cancelled.is_set():
+                result.error = self._interrupted(node)
+            else:
+                result.error = f"connection lost: {e or type(e).__name__}"
             return result
         finally:
+            with self._lock:
+                self._groups.pop(node.name, None)
             self._close(conn)
         result.exit_code = done.exit_code
         result.stderr_tail = done.stderr
         if done.timed_out:
-            result.error = f"timed out after {self.options.command_timeout}s (ssh.command_timeout)"
+            result.error = (f"timed out after {self.options.command_timeout}s (ssh.command_timeout); "
+                            + ("stopped the remote step" if stopped else "the remote step may still be running"))
+        elif done.dead:
+            result.error = ("the node stopped answering (no new SSH channel within a minute of silence); "
+                            "its step may still be running")
+            result.unreachable = True
+        elif self.cancelled.is_set() and done.exit_code != 0:
+            result.error = self._interrupted(node)
         elif done.exit_code != 0 and not result.count(Status.FAILED):
             result.error = _explain_exit(done.exit_code, done.stderr)
         return result
+
+    def _stop(self, node: Node) -> bool:
+        """Stop NODE's remote script (its process group); True when the signal went out."""
+        with self._lock:
+            entry = self._groups.get(node.name)
+        return bool(entry) and stop_group(entry[0], entry[1], self.options.sudo_password)
+
+    def _interrupted(self, node: Node) -> str:
+        if node.name in self.stopped:
+            return "interrupted: stopped the remote step (its process group) on this node"
+        return "interrupted: the remote step may still be running on this node (it could not be stopped)"
 
     def open_connection(self, node: Node, result: HostResult) -> Optional[Connection]:
         """Connect to NODE for a task's own commands; None (and RESULT says why) when unreachable."""
@@ -144,12 +189,15 @@ class Fleet:
                 self._open.remove(conn)
         conn.close()
 
-    def _on_line(self, node: Node, result: HostResult, line: str) -> None:
+    def _on_line(self, node: Node, result: HostResult, line: str, conn: Optional[Connection] = None) -> None:
         record = parse_record(line)
         if record is None:
             return
         kind, fields = record
-        if kind == "start" and fields:
+        if kind == "group" and fields and conn is not None:
+            with self._lock:
+                self._groups[node.name] = (conn, fields[0])
+        elif kind == "start" and fields:
             self.progress.step_started(node, fields[0])
         elif kind == "reboot" and len(fields) >= 2:
             result.reboots.append((fields[0], fields[1]))

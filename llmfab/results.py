@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional
 
 RECORD = "@@llmfab"
+# Terminal control from a node (escape sequences, other C0/C1 controls but tab
+# and newline) never reaches the operator's terminal: it could retitle or clear
+# it, or hide text.
+_CONTROL = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """TEXT without terminal control sequences or control characters (tab and newline kept)."""
+    return _CONTROL.sub("", text)
 
 
 class Status(str, Enum):
@@ -83,7 +93,7 @@ class HostResult:
 
 def _b64(text: str) -> str:
     try:
-        return base64.b64decode(text).decode(errors="replace")
+        return printable(base64.b64decode(text).decode(errors="replace"))
     except (binascii.Error, ValueError):
         return ""
 
@@ -92,14 +102,14 @@ def parse_record(line: str) -> Optional[tuple[str, list[str]]]:
     """Split a record line into (kind, fields); None for ordinary output."""
     if not line.startswith(RECORD + "\t"):
         return None
-    parts = line.rstrip("\n").split("\t")
+    parts = printable(line.rstrip("\n")).split("\t")
     return parts[1], parts[2:]
 
 
 def step_result(fields: list[str]) -> StepResult:
     step, status, message, tail_b64 = (fields + ["", "", "", ""])[:4]
     try:
-        tail = base64.b64decode(tail_b64).decode(errors="replace") if tail_b64 else ""
+        tail = printable(base64.b64decode(tail_b64).decode(errors="replace")) if tail_b64 else ""
     except (binascii.Error, ValueError):
         tail = ""
     try:

@@ -22,14 +22,20 @@ HEADER = """\
 # Generated; do not edit. Run: bash {phase}.sh [--dry-run]
 set -Eeuo pipefail
 umask 022
+LLMFAB_PHASE="{phase}"
+LLMFAB_LOCK={lock}
 """
+
+# Phases that change nothing on the node run beside a changing one: no lock.
+UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench"}
 
 
 def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
     """Return the complete bash script that performs PHASE on NODE."""
     steps = steps_for(phase, config, node)
     parts = [
-        HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name)),
+        HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name),
+                      lock=0 if phase in UNLOCKED else 1),
         LIBRARY,
     ]
     for step in steps:

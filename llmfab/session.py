@@ -87,8 +87,10 @@ def reported_errors() -> Iterator[None]:
         raise Exit(f"error: {e}", code=int(ExitStatus.CONFIG_INVALID))
     except LlmfabError as e:
         raise Exit(f"error: {e}", code=int(ExitStatus.HOST_FAILED))
-    except KeyboardInterrupt:
-        raise Exit("interrupted: re-run the same command to finish; every step is safe to repeat",
+    except KeyboardInterrupt as e:
+        detail = getattr(e, "detail", "")
+        raise Exit("interrupted" + (f" ({detail})" if detail else "")
+                   + ": re-run the same command to finish; every step is safe to repeat",
                    code=int(ExitStatus.INTERRUPTED))
 
 

@@ -47,9 +47,14 @@ def heredoc(content: str, tag: str = "LLMFAB") -> Raw:
     """A quoted heredoc (no expansion inside) whose delimiter cannot occur in the content."""
     if not content.endswith("\n"):
         content += "\n"
-    delimiter = f"{tag}_EOF_{hashlib.sha256(content.encode()).hexdigest()[:10]}"
-    assert delimiter not in content
-    return Raw(f"<<'{delimiter}'\n{content}{delimiter}")
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    # Not an assert: `python -O` would drop it, and the check is what keeps the
+    # content from ending the heredoc early.
+    for length in (10, 20, 40, 64):
+        delimiter = f"{tag}_EOF_{digest[:length]}"
+        if delimiter not in content:
+            return Raw(f"<<'{delimiter}'\n{content}{delimiter}")
+    raise ValueError("the content holds every heredoc delimiter llmfab could choose")
 
 
 def comment(text: object) -> Raw:

@@ -97,7 +97,41 @@ def connect(config: ClusterConfig, node: Node, options: SSHOptions) -> Connectio
     policy_class = RecordOnFirstUse if options.accept_new_host_keys else RefuseUnknown
     conn.client.set_missing_host_key_policy(policy_class(known))
     conn.open()
+    conn.transport.set_keepalive(KEEPALIVE_S)
     return conn
+
+
+# SSH keepalives every 15 s; after a minute without any data from the node, the
+# runner asks for a new channel, which a dead or frozen node cannot give.
+KEEPALIVE_S = 15
+SILENCE_S = 45
+PROBE_TIMEOUT_S = 15
+
+
+def stop_group(conn: Connection, group: str, password: Optional[str]) -> bool:
+    """Send SIGTERM to the remote script's process group over a new channel; True when sent."""
+    if not group.isdigit() or int(group) <= 1:
+        return False
+    try:
+        chan = conn.transport.open_session(timeout=PROBE_TIMEOUT_S)
+        chan.settimeout(PROBE_TIMEOUT_S)
+        chan.exec_command(f"{sudo_prefix(conn.user, password)}kill -TERM -- -{group}")
+        if password is not None and conn.user != "root":
+            chan.sendall((password + "\n").encode())
+        ok = chan.recv_exit_status() == 0
+        chan.close()
+        return ok
+    except (paramiko.SSHException, OSError, EOFError):
+        return False
+
+
+def alive(transport: paramiko.Transport) -> bool:
+    """Whether the node still answers: it must open (and we close) a new channel."""
+    try:
+        transport.open_session(timeout=PROBE_TIMEOUT_S).close()
+        return True
+    except (paramiko.SSHException, OSError, EOFError):
+        return False
 
 
 def sudo_prefix(user: str, password: Optional[str]) -> str:
@@ -111,12 +145,17 @@ def sudo_prefix(user: str, password: Optional[str]) -> str:
 
 def remote_command(size: int, prefix: str, args: list[str]) -> str:
     """The one command a host runs: save N bytes of stdin as the script, run it."""
+    # setsid: the script leads a process group of its own, which the runner
+    # stops as a whole on Ctrl-C or a timeout (closing the channel does not).
     return (
         'f=$(mktemp "${TMPDIR:-/tmp}/llmfab-run.XXXXXX") || exit 97; '
         "trap 'rm -f \"$f\"' EXIT; "
         f'head -c {size} >"$f" || exit 97; '
-        f'{prefix}bash "$f" {shlex.join(args)}'
+        f'{prefix}setsid -w bash "$f" {shlex.join(args)}'
     )
+
+
+MAX_LINE = 1 << 20
 
 
 @dataclass
@@ -124,6 +163,8 @@ class Completed:
     exit_code: int
     stderr: str
     timed_out: bool = False
+    # The node stopped answering (no new channel after a silence).
+    dead: bool = False
 
 
 def run_script(
@@ -151,16 +192,25 @@ def run_script(
 
 def _pump(chan: paramiko.Channel, timeout: int, on_line: Callable[[str], None]) -> Completed:
     deadline = time.monotonic() + timeout
+    heard = time.monotonic()
     out, err = b"", b""
     while True:
         if time.monotonic() > deadline:
             return Completed(124, err.decode(errors="replace"), timed_out=True)
         select.select([chan], [], [], 0.5)
+        if chan.recv_ready() or chan.recv_stderr_ready():
+            heard = time.monotonic()
+        elif time.monotonic() - heard > SILENCE_S:
+            if not alive(chan.get_transport()):
+                return Completed(255, err.decode(errors="replace"), dead=True)
+            heard = time.monotonic()
         while chan.recv_ready():
             out += chan.recv(65536)
         while chan.recv_stderr_ready():
             err = (err + chan.recv_stderr(65536))[-65536:]
+
         *lines, out = out.split(b"\n")
+        out = out[-MAX_LINE:]  # a line without end is kept to its last megabyte
         for line in lines:
             on_line(line.decode(errors="replace"))
         if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from invoke import task
+from rich.text import Text
 
 from llmfab import bundle
 from llmfab.output import console
@@ -41,5 +42,9 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
     out_ = console()
     for b in written:
         extra = f" + {b.tarball}" if b.tarball else ""
-        out_.print(f"{b.node.name:<8} {cfg.role(b.node):<6} {b.path}/ ({len(b.files)} files){extra}")
-    out_.print(f"[bold]{len(written)} bundle(s)[/bold] in {target}/ — on each node: sudo bash run.sh prep")
+        out_.print(Text(f"{b.node.name:<8} {cfg.role(b.node):<6} {b.path}/ ({len(b.files)} files){extra}"))
+        out_.print(Text(f"{'':<15} sha256 {b.digest}"))
+    out_.print(Text(f"{len(written)} bundle(s) in {target}/ — on each node: "
+                    "sudo bash run.sh --expect-sha256 <its sha256 above> prep", style="bold"))
+    out_.print(Text("The sha256 (of the node's SHA256SUMS) pins every file of the bundle and its artifacts: "
+                    "carry it to the node by another way than the bundle."))

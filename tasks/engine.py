@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import capacity, group
-from llmfab.config import ClusterConfig, Engine
+from llmfab.config import ClusterConfig
 from llmfab.deployment import DeploymentError, build
 from llmfab.engines import list_engines, list_versions
 from llmfab.errors import UsageError
@@ -42,8 +42,7 @@ def pick_engine(config: ClusterConfig, engine: str | None, version: str | None) 
     if version and version.lstrip("v") not in {v.lstrip("v") for v in versions}:
         raise UsageError(f"--version: no {engine or current.name} profile {version!r}; use one of {', '.join(versions)}")
     if engine and engine != current.name:
-        config.engine = Engine(name=engine, version=version, port=current.port, bind=current.bind,
-                               api_key=current.api_key, ready_timeout=current.ready_timeout)
+        config.engine = current.model_copy(update={"name": engine, "version": version, "options": {}})
     elif version:
         current.version = version
 
@@ -221,9 +220,13 @@ def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, 
             out.print(f"[bold]{r.host}[/bold] ({r.address})")
             for line in containers:
                 name, image, state, engine_, rank = (line.split("|") + [""] * 5)[:5]
-                out.print(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}")
+                # Remote text, never markup: a container label must not style or break the table.
+                out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
             for url, state in (f[:2] for f in r.of_kind("health")):
-                out.print(f"  endpoint {url}: [{'green' if state == 'up' else 'red'}]{state}[/]")
+                out.print(Text(f"  endpoint {url}: ").append(state, style="green" if state == "up" else "red"))
+            for state, ports, *_rest in r.of_kind("firewall"):
+                shown = f"on: only cluster nodes reach {ports}" if state == "on" else "off (no llmfab rules)"
+                out.print(Text(f"  firewall {shown}"))
             for (gpus, *_rest) in r.of_kind("gpus"):
                 out.print(f"  GPUs in use: {gpus}")
         broken = group.down(results)

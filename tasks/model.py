@@ -87,6 +87,10 @@ def distributed(session: Session, port: int) -> list[HostResult]:
     serving = _phase_on(session, "model-serve", [head])
     if serving[0].failed:
         return merge(first, serving)
+    # The manifest's digest travels over SSH, out of the transfer service's reach.
+    digests = [fields[0] for fields in serving[0].of_kind("manifest")]
+    if digests:
+        model_steps.pin_manifest(config, digests[0])
     try:
         pulled = _phase_on(session, "model-pull", workers)
     finally:

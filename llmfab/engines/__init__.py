@@ -24,7 +24,7 @@ __all__ = [
     "API_KEY_MOUNT", "DEFAULT_VERSIONS", "PROFILES", "EngineConfigError", "EngineProfile",
     "Flag", "Launch", "NodeInfo", "Readiness", "Step", "check_launch", "check_parallelism",
     "coerce_options", "default_options", "get_profile", "list_engines", "list_versions",
-    "readiness_urls", "reasoning_options", "render_plan", "validate_options",
+    "internal_ports", "readiness_urls", "reasoning_options", "render_plan", "validate_options",
 ]
 
 _MODULES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
@@ -99,6 +99,21 @@ def check_parallelism(profile: EngineProfile, options: dict[str, Any], nodes: in
 def render_plan(profile: EngineProfile, launch: Launch) -> list[Step]:
     """Ordered launch steps (argv lists); raises EngineConfigError listing every problem."""
     return _module(profile).plan(profile, launch)
+
+
+def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:
+    """The engine's cluster-internal listeners as (first, last, what): none of them
+    authenticates, so only the cluster's nodes may reach them (the firewall step)."""
+    if profile.engine == "vllm" and profile.launch_pattern == "ray":
+        pinned = sorted(p for n in launch.nodes for p in launch.ray_ports(n.rank).values())
+        return [(launch.ray_port, launch.ray_port, "Ray GCS"),
+                (pinned[0], pinned[-1], "Ray raylets, object managers, agents, metrics"),
+                (launch.ray_client_port, launch.ray_client_port, "Ray Client server"),
+                (*launch.ray_worker_ports, "Ray workers")]
+    if profile.engine == "trtllm":
+        return [(launch.sshd_port, launch.sshd_port, "the containers' sshd (mpirun)")]
+    what = "torch.distributed store" if profile.engine == "vllm" else "SGLang dist-init store and ZMQ"
+    return [(launch.dist_port, launch.dist_port + launch.dist_span - 1, what)]
 
 
 def readiness_urls(profile: EngineProfile, launch: Launch) -> dict[str, str]:

@@ -66,12 +66,25 @@ class Launch:
     nofile: int = 1048576
     container_name: str = "llmfab-engine"
     labels: Mapping[str, str] = field(default_factory=dict)
-    log_dir: str = "/var/log/llmfab"
+    # The containers' own log directory, the only host path they may write:
+    # llmfab's run logs sit one level up, root-only and never mounted.
+    log_dir: str = "/var/log/llmfab/engine"
     config_dir: str = "/etc/llmfab/engine"
     ssh_dir: str = "/etc/llmfab/ssh"
     ray_port: int = 6379
     dist_port: int = 20001
     sshd_port: int = 2233
+    # Ray's other listeners, pinned so that the firewall can name them: raylet,
+    # object manager, dashboard agent (gRPC, HTTP), metrics, runtime-env agent
+    # take six ports per rank after ray_port; the Ray Client server (Ray's own
+    # default port) and a slice of the worker range per rank follow. Per rank,
+    # because Ray binds them on every address: nodes that share one network
+    # namespace (VMs on one host, the test hosts) would collide otherwise.
+    ray_client_port: int = 10001
+    ray_worker_ports: tuple[int, int] = (10002, 19999)
+    # SGLang and vLLM's multi-node backend derive their ZMQ and store ports from
+    # the dist port (SGLang: dist_port + 1.. for its scheduler sockets).
+    dist_span: int = 100
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -85,6 +98,19 @@ class Launch:
     def ordered(self) -> list[NodeInfo]:
         """Nodes by rank, head first."""
         return sorted(self.nodes, key=lambda n: n.rank)
+
+    def ray_ports(self, rank: int) -> dict[str, int]:
+        """Ray's pinned listeners of one rank by ``ray start`` flag (workers aside)."""
+        names = ("node-manager-port", "object-manager-port", "dashboard-agent-grpc-port",
+                 "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port")
+        base = self.ray_port + 1 + rank * len(names)
+        return {name: base + i for i, name in enumerate(names)}
+
+    def ray_worker_slice(self, rank: int) -> tuple[int, int]:
+        """The worker ports of one rank: an equal share of ``ray_worker_ports``."""
+        first, last = self.ray_worker_ports
+        size = (last - first + 1) // len(self.nodes)
+        return first + rank * size, first + (rank + 1) * size - 1
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ with dashes, plus aliases).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from llmfab.engines.launch import (prepare, KEY_VAR, Launch, NodeInfo, Step, base_mounts,
-                                   docker_run, fabric_env, key_prelude, logged)
+from llmfab.engines.launch import (prepare, Launch, NodeInfo, Step, base_mounts,
+                                   docker_run, fabric_env, logged)
 from llmfab.engines.profile import (EngineProfile, Flag, Readiness,
                                     flag_table, render_flags)
 
@@ -142,8 +143,9 @@ SGLANG_0_4_4 = EngineProfile(
                         extra_paths=("/health_generate", "/get_model_info"), budget_s=3600,
                         note="http_server.py: /health, /health_generate, /get_server_info"),
     api_key_flag="--api-key", api_key_env=None,
-    notes=("no environment variable for the API key: it is passed as --api-key from the "
-           "mounted file, and SGLang logs server_args (engine.py#L422), key included",),
+    notes=("no environment variable for the API key: llmfab's launcher reads the mounted file "
+           "and adds --api-key inside the process; SGLang logs server_args (engine.py#L422), "
+           "key included, so the launcher blanks it in everything the server prints",),
 )
 
 SGLANG_0_5_23 = EngineProfile(
@@ -180,7 +182,9 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
     The runbook's ``max_total_tokens: 65536`` is not carried over: it caps the
     KV pool for all requests together; ``context_length`` caps one request.
     """
-    return {"tp_size": 16, "trust_remote_code": True, "context_length": 65536,
+    # No trust_remote_code: DeepSeek-V3/R1 and Llama are native here, and remote code
+    # from the (shared) model directory would run as root in the container.
+    return {"tp_size": 16, "context_length": 65536,
             "enable_metrics": True, "enable_cache_report": True}
 
 
@@ -232,15 +236,26 @@ def serve_command(profile: EngineProfile, launch: Launch, node: NodeInfo) -> lis
             *render_flags(profile, opts)]
 
 
+LAUNCHER_NAME = "sglang-launch.py"
+LAUNCHER_SOURCE = Path(__file__).resolve().parent / "sglang_launch.py"
+
+
+def launcher_path(launch: Launch) -> str:
+    """Where the key-reading launcher (``sglang_launch.py``) lives on the head."""
+    return f"{launch.config_dir}/{LAUNCHER_NAME}"
+
+
 def container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
-    """``docker run`` of one SGLang rank; rank 0 reads the API key file at launch."""
+    """``docker run`` of one SGLang rank; rank 0 starts through the launcher that
+    reads the API key file, so the key is in no argv and no log."""
     with_key = bool(launch.api_key_file) and node.rank == 0
-    prelude = key_prelude() if with_key else []
-    tail = f'{profile.api_key_flag} "${KEY_VAR}"' if with_key else ""
-    payload = logged(serve_command(profile, launch, node),
-                     f"{launch.log_dir}/sglang-rank{node.rank}.log", prelude, raw_tail=tail)
-    return docker_run(profile, launch, node, payload, fabric_env(launch, node),
-                      base_mounts(launch, node, with_key=True))
+    command = serve_command(profile, launch, node)
+    mounts = base_mounts(launch, node, with_key=True)
+    if with_key:
+        command = ["python3", launcher_path(launch), *command[3:]]
+        mounts.append((launcher_path(launch), launcher_path(launch), "ro"))
+    payload = logged(command, f"{launch.log_dir}/sglang-rank{node.rank}.log")
+    return docker_run(profile, launch, node, payload, fabric_env(launch, node), mounts)
 
 
 def plan(profile: EngineProfile, launch: Launch) -> list[Step]:

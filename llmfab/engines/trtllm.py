@@ -119,9 +119,11 @@ PROFILES = {TRTLLM_1_0_0.version: TRTLLM_1_0_0}
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
     """DeepSeek-R1 native FP8 on 2 x 8 H20: TP16/EP16, attention DP, FP8 KV cache, no MTP."""
+    # No trust_remote_code: DeepSeek-V3/R1 and Llama are native here, and remote code
+    # from the (shared) model directory would run as root in the container.
     return {"backend": "pytorch", "tp_size": 16, "ep_size": 16, "pp_size": 1,
             "max_batch_size": 64, "max_num_tokens": 8192, "max_seq_len": 65536,
-            "kv_cache_free_gpu_memory_fraction": 0.85, "trust_remote_code": True,
+            "kv_cache_free_gpu_memory_fraction": 0.85,
             "enable_attention_dp": True, "kv_cache_dtype": "fp8", "mtp_layers": 0,
             "enable_chunked_prefill": True}
 
@@ -149,8 +151,9 @@ def _prepare(profile: EngineProfile, launch: Launch) -> dict[str, Any]:
     refused = []
     if launch.api_key_file:
         refused.append(f"trtllm {profile.version}: no API key option was verified for "
-                       f"trtllm-serve; unset api_key_file and put an authenticating proxy "
-                       f"in front of port {launch.port}")
+                       f"trtllm-serve: set engine.api_key: none (llmfab's firewall then lets "
+                       f"only the cluster's nodes reach port {launch.port}) and put an "
+                       f"authenticating proxy in front of it for other clients")
     if "/" in launch.served_name or launch.served_name in (".", ".."):
         refused.append(f"trtllm {profile.version} names the model after its directory: model.served_name "
                        f"{launch.served_name!r} must be a plain name without '/'")

@@ -239,8 +239,10 @@ PROFILES = {p.version: p for p in (VLLM_0_8_5, VLLM_0_32_0, VLLM_0_33_0)}
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
     """DeepSeek-R1 native FP8 on 2 x 8 H20: TP8 x PP2, 64k context, 0.9 of memory."""
+    # No trust_remote_code: DeepSeek-V3/R1 and Llama are native here, and remote code
+    # from the (shared) model directory would run as root in the container.
     opts: dict[str, Any] = {
-        "tensor_parallel_size": 8, "pipeline_parallel_size": 2, "trust_remote_code": True,
+        "tensor_parallel_size": 8, "pipeline_parallel_size": 2,
         "max_model_len": 65536, "gpu_memory_utilization": 0.9,
         "enable_chunked_prefill": True, "max_num_batched_tokens": 12800,
     }
@@ -294,12 +296,18 @@ def _env(launch: Launch, node: NodeInfo) -> dict[str, str]:
 def ray_container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[str]:
     """``docker run`` that starts Ray on one node (head: --head; worker: --address)."""
     _prepare(profile, launch)
+    # Every listener pinned, so that llmfab's firewall can name it. The Ray Client
+    # server keeps Ray's fixed default (10001): naming it fails on images whose
+    # Ray has no client extra, where it does not run at all.
+    pinned = [f"--{flag}={port}" for flag, port in launch.ray_ports(node.rank).items()]
+    workers = launch.ray_worker_slice(node.rank)
+    pinned += [f"--min-worker-port={workers[0]}", f"--max-worker-port={workers[1]}"]
     if node.rank == 0:
         ray = ["ray", "start", "--block", "--head", f"--node-ip-address={node.address}",
-               f"--port={launch.ray_port}"]
+               f"--port={launch.ray_port}", "--include-dashboard=false", *pinned]
     else:
         ray = ["ray", "start", "--block", f"--node-ip-address={node.address}",
-               f"--address={launch.head.address}:{launch.ray_port}"]
+               f"--address={launch.head.address}:{launch.ray_port}", *pinned]
     payload = logged(ray, f"{launch.log_dir}/ray-rank{node.rank}.log")
     return docker_run(profile, launch, node, payload, _env(launch, node),
                       base_mounts(launch, node, with_key=True))

@@ -37,8 +37,9 @@ llmfab_do() {
     return 0
   fi
   printf '+ %s\n' "$what"
-  # Fd 3 is the record channel: a daemon started here must not hold it open.
-  "$@" 3>&-
+  # Fd 3 is the record channel and fd 7 the run lock: a daemon or container
+  # started here must hold neither open.
+  "$@" 3>&- 7>&-
   printf '%s\n' "$what" >>"$LLMFAB_STEP_DIR/changes"
 }
 
@@ -49,15 +50,17 @@ llmfab_changed() {
 
 # llmfab__install writes SRC to PATH atomically with MODE, keeping a backup of a
 # differing PATH. The temporary file sits beside PATH (rename is atomic only
-# within one file system) under a name no *.conf glob matches.
+# within one file system) under a name no *.conf glob matches. The backup is a
+# second hard link to the old file: nothing is written through a link planted
+# at the backup's name (ln refuses an existing name), and no owner is copied.
 llmfab__install() {
   local src=$1 path=$2 mode=$3 dir base tmp
   dir=$(dirname -- "$path")
   base=$(basename -- "$path")
   mkdir -p -- "$dir"
   rm -f -- "$dir/.$base".llmfab-tmp.*
-  if [[ -e $path ]]; then
-    cp -p -- "$path" "$path.llmfab-backup.$(date +%Y%m%d-%H%M%S)"
+  if [[ -e $path || -L $path ]]; then
+    ln -P -- "$path" "$path.llmfab-backup.$(date +%Y%m%d-%H%M%S).$$"
   fi
   tmp=$(mktemp -- "$dir/.$base.llmfab-tmp.XXXXXX")
   cat -- "$src" >"$tmp"
@@ -69,8 +72,13 @@ llmfab__install() {
 # llmfab_file makes PATH hold exactly what stdin holds, with MODE. The comparison
 # uses bash builtins only: on a no-op run this is most of what a step costs.
 llmfab_file() {
-  local path=$1 mode=$2 want content="" current=""
+  local path=$1 mode=$2 want content="" current="" dir
   IFS= read -r -d '' content || true
+  dir=$(dirname -- "$path")
+  if [[ -d $dir ]] && ! llmfab__root_only_dir "$dir"; then
+    llmfab_fail "$dir can be written by a user other than root: llmfab manages files only in root-owned directories (a planted link there would turn its writes against root)"
+    return 1
+  fi
   if [[ -f $path ]]; then
     IFS= read -r -d '' current <"$path" || true
     if [[ $current == "$content" && $(stat -c %a -- "$path") == "${mode#0}" ]]; then
@@ -85,6 +93,14 @@ llmfab_file() {
   else
     llmfab_do "create $path" llmfab__install "$want" "$path" "$mode"
   fi
+}
+
+# llmfab__root_only_dir succeeds when DIR is owned by root and neither group nor
+# others may write to it.
+llmfab__root_only_dir() {
+  local owner mode
+  read -r owner mode < <(stat -L -c '%u %a' -- "$1")
+  [[ $owner == 0 ]] && (((8#$mode & 8#022) == 0))
 }
 
 # llmfab_emit sends one extra record (progress, log, fact, check) straight to the
@@ -104,11 +120,36 @@ llmfab_progress() {
   llmfab_emit progress "$*"
 }
 
-# llmfab_emit_file sends the last lines of FILE to the runner under NAME.
+# llmfab_emit_file sends the last lines of FILE to the runner under NAME, with
+# the endpoint's API key blanked out.
 llmfab_emit_file() {
   local name=$1 file=$2 lines=${3:-80}
-  [[ -r $file ]] || return 0
-  llmfab_emit log "$name" "$(tail -n "$lines" -- "$file" | base64 -w0)"
+  [[ -f $file ]] || return 0
+  llmfab_emit log "$name" "$(llmfab_tail "$file" "$lines" | base64 -w0)"
+}
+
+# llmfab_tail prints the last LINES lines of a regular FILE without following a
+# link (a container may plant one among its logs), the API key blanked out.
+llmfab_tail() {
+  [[ -f $1 && ! -L $1 ]] || return 0
+  timeout 20 dd if="$1" iflag=nofollow status=none 2>/dev/null | tail -n "$2" | llmfab_redact || true
+}
+
+# llmfab_redact copies stdin to stdout with the endpoint's API key (if this node
+# keeps one) replaced by ***: engines echo their arguments in their logs.
+llmfab_redact() {
+  local key="" line
+  # The generated key has no final newline: read then fails, having read it.
+  if [[ -s /etc/llmfab/api_key ]]; then
+    IFS= read -r key </etc/llmfab/api_key || true
+  fi
+  if [[ -z $key ]]; then
+    cat
+    return 0
+  fi
+  while IFS= read -r line || [[ -n $line ]]; do
+    printf '%s\n' "${line//"$key"/***}"
+  done
 }
 
 # llmfab_wait_until runs a probe command every INTERVAL seconds until it
@@ -288,9 +329,14 @@ llmfab_service() {
 
 # llmfab_fetch prints the local path of artifact NAME: the bundle's copy when
 # LLMFAB_ARTIFACTS is set, else a (resumable) download of URL into /var/cache/llmfab.
-# A given SHA256 is checked either way.
+# A given SHA256 is checked either way. With RUN=1 (root will execute it) a
+# download needs a SHA256: TLS alone does not pin what is run.
 llmfab_fetch() {
-  local url=$1 sha=$2 name=$3 path
+  local url=$1 sha=$2 name=$3 run=${4:-0} path
+  if [[ $run == 1 && -z $sha && -z ${LLMFAB_ARTIFACTS:-} && $url != file://* ]]; then
+    llmfab_fail "refusing to run $name downloaded without a pinned sha256: set its installer_sha256 in the config (the checksum you verified), or use a bundle"
+    return 1
+  fi
   if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
     path=$LLMFAB_ARTIFACTS/files/$name
     [[ -f $path ]] || llmfab_fail "artifact $name is missing from the bundle (files/$name)"
@@ -421,8 +467,25 @@ llmfab_run_steps() {
   [[ -z $failed ]]
 }
 
-# llmfab_main parses the common options of a generated script and runs the steps
-# listed in LLMFAB_STEPS.
+# llmfab__lock takes this node's run lock (fd 7, held until the script ends) for
+# a phase that changes the node; a second run is refused with the holder's name.
+llmfab__lock() {
+  local dir=/run/llmfab holder
+  [[ ${LLMFAB_LOCK:-1} == 1 && $LLMFAB_DRY_RUN != 1 ]] || return 0
+  install -d -m 0700 -- "$dir"
+  exec 7<>"$dir/lock"
+  if ! flock -n 7; then
+    holder=$(cat -- "$dir/lock.holder" 2>/dev/null || true)
+    llmfab__record lock failed "another llmfab run holds this node (${holder:-holder unknown}): wait for it to end, or stop it with kill -- -PGID"
+    printf 'error: another llmfab run holds this node: %s\n' "${holder:-holder unknown}" >&2
+    return 75
+  fi
+  printf 'phase %s, process group %s, since %s\n' "${LLMFAB_PHASE:-?}" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$dir/lock.holder"
+}
+
+# llmfab_main parses the common options of a generated script, takes the run
+# lock and runs the steps listed in LLMFAB_STEPS. It first tells the runner its
+# process group, which the runner stops on Ctrl-C or a timeout.
 llmfab_main() {
   local arg
   for arg in "$@"; do
@@ -435,6 +498,8 @@ llmfab_main() {
     esac
   done
   exec </dev/null
+  printf '@@llmfab\tgroup\t%s\n' "$(ps -o pgid= -p "$$" | tr -d ' ')"
+  llmfab__lock
   llmfab_run_steps "${LLMFAB_STEPS[@]}"
 }
 # --- end of llmfab step library ------------------------------------------------

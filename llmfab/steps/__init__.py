@@ -35,9 +35,12 @@ class Step:
 PHASES: dict[str, list[Step]] = {}
 
 
-def register(phase: str, *steps: Step) -> None:
-    """Append steps to a phase; phases run their steps in registration order."""
-    PHASES.setdefault(phase, []).extend(steps)
+def register(phase: str, *steps: Step, before: str | None = None) -> None:
+    """Append steps to a phase (or insert them before step BEFORE); phases run
+    their steps in this order."""
+    listed = PHASES.setdefault(phase, [])
+    at = next(i for i, s in enumerate(listed) if s.id == before) if before else len(listed)
+    listed[at:at] = steps
 
 
 def steps_for(phase: str, config: ClusterConfig, node: Node) -> list[Step]:
@@ -48,4 +51,4 @@ def steps_for(phase: str, config: ClusterConfig, node: Node) -> list[Step]:
 
 
 # Registration order is run order: the OS check and system tuning come first.
-from . import system, mirrors, nvidia, docker, conda, engine, preflight, bench, model, webui  # noqa: E402,F401
+from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui  # noqa: E402,F401

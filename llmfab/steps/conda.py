@@ -32,7 +32,8 @@ def condarc(channels: str) -> str:
 
 def miniconda(config: ClusterConfig, node: Node) -> dict:
     m = config.miniconda
-    return {"prefix": m.prefix, "url": m.installer_url, "shell": m.shell, "condarc": condarc(m.channels)}
+    return {"prefix": m.prefix, "url": m.installer_url, "sha": m.installer_sha256 or "", "shell": m.shell,
+            "condarc": condarc(m.channels)}
 
 
 register(

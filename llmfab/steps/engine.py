@@ -16,7 +16,7 @@ import re
 from ..config import ClusterConfig, Node
 from ..deployment import API_KEY_FILE, CONTAINER, Deployment, build
 from .. import mpikeys
-from ..engines import trtllm
+from ..engines import sglang, trtllm
 from . import Step, register
 
 SERVE_MARKER = "/var/lib/llmfab/serve-started"
@@ -68,6 +68,9 @@ def files(config: ClusterConfig, node: Node) -> dict:
     if d.engine == "trtllm":
         wanted.append({"path": trtllm.config_path(d.launch), "mode": "0644",
                        "content": trtllm.extra_options_yaml(d.profile, d.launch)})
+    if d.engine == "sglang" and d.launch.api_key_file and _is_head(config, node):
+        wanted.append({"path": sglang.launcher_path(d.launch), "mode": "0644",
+                       "content": sglang.LAUNCHER_SOURCE.read_text()})
     return {"files": wanted}
 
 
@@ -102,6 +105,7 @@ def launch(config: ClusterConfig, node: Node) -> dict:
         "head_port": d.launch.ray_port if worker_waits_for_head else 0,
         "head_address": config.head.address,
         "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout),
+        "log_dir": d.launch.log_dir,
     }
 
 
@@ -113,6 +117,7 @@ def cluster(config: ClusterConfig, node: Node) -> dict:
         "gpus": len(config.nodes) * config.gpu.per_node,
         "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout),
         "names": [n.name for n in workers],
+        "head_log": f"{deployment(config).launch.log_dir}/ray-rank0.log",
         "addresses": [n.address for n in workers],
     }
 
@@ -165,9 +170,11 @@ def _logs(d: Deployment, node: Node) -> list[str]:
 
 
 def status(config: ClusterConfig, node: Node) -> dict:
+    from .firewall import TABLE  # firewall builds on this module
+
     d = deployment(config)
     health = d.urls()["health"] if _is_head(config, node) else ""
-    return {"health": health, "container": CONTAINER, "logs": _logs(d, node)}
+    return {"health": health, "container": CONTAINER, "logs": _logs(d, node), "table": TABLE}
 
 
 def _needs_serve(config: ClusterConfig) -> bool:
@@ -200,6 +207,6 @@ register("smoke", Step("smoke", "stream a chat completion from the endpoint (hea
                        only=lambda c, n: _is_head(c, n)))
 register("status", Step("engine-status", "report containers, health and GPUs", "engine/status.sh.j2", status))
 register("logs", Step("engine-logs", "collect the engine's logs", "engine/logs.sh.j2",
-                      lambda c, n: {"lines": 200, "container": CONTAINER}))
+                      lambda c, n: {"lines": 200, "container": CONTAINER, "log_dir": deployment(c).launch.log_dir}))
 register("stop", Step("engine-stop", "remove llmfab's engine containers", "engine/stop.sh.j2",
                       lambda c, n: {"label": "llmfab.engine"}))

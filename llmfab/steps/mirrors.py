@@ -16,8 +16,12 @@ def pip(config: ClusterConfig, node: Node) -> dict:
     url = config.mirrors.pip
     content = (
         "# Managed by llmfab (mirrors.pip). Local edits are replaced on the next run.\n"
-        f"[global]\nindex-url = {url}\ntrusted-host = {urlparse(url).hostname}\n"
+        f"[global]\nindex-url = {url}\n"
     )
+    # trusted-host turns TLS checks off for the host: only a plain-http mirror
+    # (which has none to turn off) needs it, never an https one.
+    if urlparse(url).scheme == "http":
+        content += f"trusted-host = {urlparse(url).hostname}\n"
     return {"content": content}
 
 

@@ -19,7 +19,7 @@ pulled from the head is checked against.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from ..config import ClusterConfig, Node
@@ -43,6 +43,9 @@ class Distribution:
 
     port: int
     token: str
+    # sha256 of the head's manifest, as the serve step reported it over SSH: the
+    # workers accept only that manifest from the transfer service.
+    manifest_sha256: str = ""
 
 
 _RUNS: dict[int, tuple[ClusterConfig, Distribution]] = {}
@@ -53,6 +56,11 @@ def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT) -> Dis
     plan = Distribution(port, secrets.token_hex(24))
     _RUNS[id(config)] = (config, plan)
     return plan
+
+
+def pin_manifest(config: ClusterConfig, sha256: str) -> None:
+    """Record the head's manifest digest for the workers' pull scripts of this run."""
+    _RUNS[id(config)] = (config, replace(distribution(config), manifest_sha256=sha256))
 
 
 def distribution(config: ClusterConfig) -> Distribution:
@@ -120,7 +128,8 @@ def serve(config: ClusterConfig, node: Node) -> dict:
 def pull(config: ClusterConfig, node: Node) -> dict:
     plan = distribution(config)
     return {**_common(config), "lib": True, "head": config.head.address, "address": node.address,
-            "port": plan.port, "token": plan.token, "wait": _wait(config)}
+            "port": plan.port, "token": plan.token, "wait": _wait(config),
+            "manifest_sha256": plan.manifest_sha256 or "unknown: serve the model first"}
 
 
 def unserve(config: ClusterConfig, node: Node) -> dict:

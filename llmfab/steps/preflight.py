@@ -11,6 +11,7 @@ from ..engines.launch import fabric_env
 from . import Step, register
 from .engine import _archive, deployment
 from .model import download_bytes
+from .firewall import filtered_ports
 
 
 def expect(config: ClusterConfig, node: Node) -> Expect:
@@ -31,6 +32,7 @@ def expect(config: ClusterConfig, node: Node) -> Expect:
         image=d.profile.image_ref, image_archive=_archive(d.profile.image_ref), min_driver=d.profile.min_driver,
         ports=tuple(ports), image_cuda=d.profile.cuda_requires, model_bytes=download_bytes(config),
         fabricmanager=config.nvidia.fabricmanager,
+        guarded=tuple((a, b) for a, b, _ in filtered_ports(config)), firewall=config.engine.firewall,
     )
 
 

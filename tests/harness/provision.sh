@@ -40,6 +40,8 @@ install_stubs() {
   install_stub curl /usr/bin/curl
   install_stub nvidia-ctk /usr/bin/nvidia-ctk
   install_stub update-initramfs /usr/sbin/update-initramfs
+  # Firewall rules would change the machine itself (shared network namespace).
+  install_stub nft /usr/sbin/nft
   install_stub docker /usr/bin/docker /usr/local/bin/docker
   install_stub model-hub /usr/local/bin/modelscope /usr/local/bin/huggingface-cli
 }

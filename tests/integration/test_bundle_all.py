@@ -40,7 +40,7 @@ def test_run_sh_all_brings_the_cluster_up_offline_and_a_second_run_changes_nothi
 
     first = run_everywhere(fleet, "all")
     for host, run in zip(fleet.hosts, first):
-        logs = host.exec("tail -n 30 /var/log/llmfab/*.log").stdout if run.returncode else ""
+        logs = host.exec("tail -n 30 /var/log/llmfab/*.log /var/log/llmfab/engine/*.log").stdout if run.returncode else ""
         assert run.returncode == 0, f"{host.name}:\n{run.stdout}\n{run.stderr}\n{logs}"
     head_out = first[0].stdout
     assert "load vllm/vllm-openai:v0.8.5 from the bundle" in head_out

@@ -16,13 +16,30 @@ IMAGES = {"vllm": "vllm/vllm-openai:v0.8.5", "sglang": "lmsysorg/sglang:v0.4.4-c
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0"}
 
 
+# The SGLang image's `sglang.launch_server` module, for llmfab's key launcher
+# (`python3 sglang-launch.py`, which runs the module in-process): it runs the
+# stand-in engine in the same process, as the real module runs SGLang.
+FAKE_SGLANG = "/opt/llmfab-test/python"
+FAKE_LAUNCH_SERVER = """import os, runpy, sys
+sys.path.append(os.path.dirname(os.environ["STANDIN_DIR"]))
+sys.argv = [sys.argv[0], "sglang", *sys.argv[1:]]
+runpy.run_module("standin", run_name="__main__", alter_sys=True)
+"""
+
+
+def install_fake_sglang(host) -> None:
+    host.exec(f"mkdir -p {FAKE_SGLANG}/sglang && touch {FAKE_SGLANG}/sglang/__init__.py && "
+              f"cat > {FAKE_SGLANG}/sglang/launch_server.py", input=FAKE_LAUNCH_SERVER, check=True)
+
+
 def deploy_config(fleet, tmp_path, name="vllm", engine=None, **extra):
     for host in fleet.hosts:
         for image in IMAGES.values():
             docker_state.add_image(host, image)
         add_trtllm_image(host, IMAGES["trtllm"])
         docker_state.add_model(host, MODEL)
-        docker_state.set_extra_env(host, STANDIN_START_DELAY="1")
+        install_fake_sglang(host)
+        docker_state.set_extra_env(host, STANDIN_START_DELAY="1", PYTHONPATH=FAKE_SGLANG)
     overrides = {
         "network": {"interface": "lo"},
         "model": {"path": MODEL},
@@ -39,7 +56,8 @@ def running(host) -> list[dict]:
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
 def test_each_engine_deploys_becomes_ready_passes_the_smoke_test_and_stops(fleet_factory, tmp_path, engine):
     fleet = fleet_factory(2)
-    config = deploy_config(fleet, tmp_path, engine)
+    # TensorRT-LLM 1.0.0 has no API key: unkeyed, its port is firewalled to the cluster.
+    config = deploy_config(fleet, tmp_path, engine, engine={"api_key": "none"} if engine == "trtllm" else None)
     run = fab("deploy", "--config", str(config), timeout=400)
     assert run.returncode == 0, run.output
     assert "smoke: ttft_s=" in run.stdout and "ended with [DONE]" in run.stdout
@@ -101,7 +119,8 @@ def test_a_worker_that_never_joins_times_out_with_a_diagnosis_naming_it(fleet_fa
 def test_a_rank_that_dies_brings_the_group_down_and_is_reported(fleet_factory, tmp_path):
     fleet = fleet_factory(2)
     config = deploy_config(fleet, tmp_path, "sglang")
-    docker_state.set_extra_env(fleet.hosts[1], STANDIN_FAIL_AFTER="2", STANDIN_START_DELAY="1")
+    docker_state.set_extra_env(fleet.hosts[1], STANDIN_FAIL_AFTER="2", STANDIN_START_DELAY="1",
+                               PYTHONPATH=FAKE_SGLANG)
     run = fab("deploy", "--config", str(config), timeout=400)
     assert run.returncode == 1
     assert "stopping the engine on every node" in run.stdout
@@ -143,3 +162,24 @@ def test_trtllm_keys_are_made_distributed_and_pinned_and_an_image_without_orted_
     refused = fab("deploy", "--config", str(config), "--skip-smoke", timeout=400)
     assert refused.returncode == 1
     assert "has no Open MPI orted" in refused.stdout, refused.stdout
+
+
+def test_sglangs_key_is_in_no_command_line_log_inspect_or_fab_logs_output(fleet_factory, tmp_path):
+    fleet = fleet_factory(2)
+    config = deploy_config(fleet, tmp_path, "sglang")
+    run = fab("deploy", "--config", str(config), timeout=400)
+    assert run.returncode == 0, run.output
+    head = fleet.hosts[0]
+    key = head.read("/etc/llmfab/api_key").strip()
+    assert len(key) >= 32
+    cmdlines = head.exec("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '").stdout
+    assert "sglang-launch.py --model-path" in cmdlines and key not in cmdlines
+    assert key not in head.exec("docker inspect llmfab-engine").stdout
+    engine_log = head.read("/var/log/llmfab/engine/sglang-rank0.log")
+    assert '"--api-key", "***"' in engine_log and key not in engine_log
+    logs = fab("logs", "--config", str(config))
+    assert "sglang-rank0.log" in logs.stdout and key not in logs.output
+    assert key not in run.output
+    unkeyed = head.exec("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.11:40000/v1/models")
+    assert unkeyed.stdout == "401"
+    fab("stop", "--config", str(config))

@@ -13,10 +13,12 @@ import time
 import urllib.error
 import urllib.request
 
-from llmfab.engines import Launch, NodeInfo, default_options, get_profile, render_plan, trtllm
+from llmfab.engines import Launch, NodeInfo, default_options, get_profile, render_plan, sglang, trtllm
 from tests.harness.payload import HARNESS_DIR, STUBS_DIR
 from tests.harness.standin import docker_state
 from tests.integration.mpi_image import add_trtllm_image
+
+from .test_deploy import FAKE_SGLANG, install_fake_sglang
 
 STANDIN_DIR = HARNESS_DIR / "standin"
 REPO_ROOT = HARNESS_DIR.parents[1]
@@ -345,6 +347,12 @@ def test_sglang_rank0_serves_only_with_rank1_joined_and_dies_with_it(fleet_facto
     _, launch, (rank0, rank1) = two_node_launch(fleet, "sglang",
                                                 api_key_file="/etc/llmfab/api_key")
     write_key(n1)
+    # Rank 0 starts through llmfab's key launcher (deploy's engine-files step writes it).
+    n1.exec(f"mkdir -p {launch.config_dir} && cat > {sglang.launcher_path(launch)}",
+            input=sglang.LAUNCHER_SOURCE.read_text(), check=True)
+    for host in fleet.hosts:
+        install_fake_sglang(host)
+        docker_state.set_extra_env(host, STANDIN_START_DELAY="0", PYTHONPATH=FAKE_SGLANG)
     rank0_log = f"{launch.log_dir}/sglang-rank0.log"
     base = f"http://{n1.address}:{launch.port}"
     run_step(fleet, rank0)

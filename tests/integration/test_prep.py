@@ -150,14 +150,16 @@ def test_an_interrupted_prep_converges_when_run_again(fleet_factory, tmp_path):
 @pytest.mark.parametrize("hostile", ["$(touch /tmp/pwned)", "a; touch /tmp/pwned", "`touch /tmp/pwned`"])
 def test_a_hostile_config_value_reaches_the_host_as_data(fleet_factory, tmp_path, hostile):
     fleet = fleet_factory(1)
-    config = prepared_config(fleet, tmp_path / "c.yaml", cluster={"name": hostile},
-                             model={"path": f"/models/{hostile}"})
+    # cluster.name names directories, so it is refused unless a plain name (review M6).
+    refused = fab("prep", "--config", str(prepared_config(fleet, tmp_path / "bad.yaml", cluster={"name": hostile})))
+    assert refused.returncode == 2 and "cluster.name" in refused.output
+    config = prepared_config(fleet, tmp_path / "c.yaml", model={"path": f"/models/{hostile}"})
     run = fab("prep", "--config", str(config))
     assert run.returncode == 0, run.output
     host = fleet.hosts[0]
     assert not host.exists("/tmp/pwned")
-    sourced = host.exec("set -a; . /etc/llmfab/node.env; printf '%s\\n%s' \"$LLMFAB_CLUSTER\" \"$LLMFAB_MODEL_PATH\"")
-    assert sourced.stdout == f"{hostile}\n/models/{hostile}"
+    sourced = host.exec("set -a; . /etc/llmfab/node.env; printf '%s' \"$LLMFAB_MODEL_PATH\"")
+    assert sourced.stdout == f"/models/{hostile}"
     assert not host.exists("/tmp/pwned")
 
 

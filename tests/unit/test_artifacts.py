@@ -54,3 +54,8 @@ def test_the_engine_image_is_part_of_what_a_bundle_needs():
     cfg = cluster(Path("/nonexistent"))
     images = [a for a in artifacts.wanted(cfg, "sglang") if a.kind == "images"]
     assert [a.source for a in images] == ["lmsysorg/sglang:v0.4.4-cu125"]
+
+
+def test_offline_bundles_carry_nftables_for_the_engine_firewall():
+    cfg = config.parse({"nodes": [{"name": "n1", "address": "10.0.0.1"}, {"name": "n2", "address": "10.0.0.2"}]})
+    assert ("debs", "debs/firewall", "nftables") in [(a.kind, a.path, a.source) for a in artifacts.wanted(cfg)]

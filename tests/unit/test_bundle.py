@@ -113,3 +113,43 @@ def test_trtllm_bundles_carry_the_same_cluster_keys_as_fab_deploy_root_only(tmp_
     assert keys.client_public in worker.read_text() and keys.host_private in worker.read_text()
     assert head.read_text() == render_phase(cfg, cfg.nodes[0], "deploy")
     assert all(p.stat().st_mode & 0o077 == 0 for p in (head, worker))
+
+
+def test_export_never_deletes_a_directory_it_did_not_create(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n1" / "thesis.txt").write_text("years of work\n")
+    with pytest.raises(bundle.BundleError, match="not written by export-bundle"):
+        bundle.export(cfg, tmp_path)
+    assert (tmp_path / "n1" / "thesis.txt").read_text() == "years of work\n"
+    assert not (tmp_path / "n2").exists()
+
+
+def test_export_replaces_its_own_earlier_export(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    first = bundle.export(cfg, tmp_path)
+    again = bundle.export(cfg, tmp_path)
+    assert (again[0].path / bundle.MARKER).is_file() and first[0].digest == again[0].digest
+
+
+@pytest.mark.parametrize("name", ["/home/alice", "../../..", "a[/bold]b", "x\0y"])
+def test_a_cluster_name_that_is_not_a_plain_name_is_refused(name):
+    with pytest.raises(config.ConfigError, match="cluster.name"):
+        config.parse({"cluster": {"name": name}, "nodes": [{"name": "n1", "address": "10.0.0.1"}]})
+
+
+def test_tarballs_are_readable_by_their_owner_only(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    for b in bundle.export(cfg, tmp_path, tar=True):
+        assert b.tarball.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_nodes_sums_pin_the_artifacts_list_and_one_digest_names_it_all(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    cache = tmp_path / "cache"
+    (cache / "files").mkdir(parents=True)
+    (cache / "files" / "x.run").write_bytes(b"installer")
+    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    artifacts_sums = hashlib.sha256((tmp_path / "out" / "artifacts" / "SHA256SUMS").read_bytes()).hexdigest()
+    assert f"{artifacts_sums}  artifacts/SHA256SUMS\n" in (b.path / "SHA256SUMS").read_text()
+    assert b.digest == hashlib.sha256((b.path / "SHA256SUMS").read_bytes()).hexdigest()

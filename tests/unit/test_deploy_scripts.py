@@ -51,7 +51,7 @@ def test_the_head_waits_for_workers_and_workers_wait_for_the_head():
     head, worker = cfg.nodes
     head_script = render_phase(cfg, head, "deploy")
     worker_script = render_phase(cfg, worker, "deploy")
-    assert "LLMFAB_STEPS=(engine-image engine-files engine-launch engine-cluster engine-serve engine-ready)" in head_script
+    assert "LLMFAB_STEPS=(engine-image engine-api-key engine-files engine-firewall engine-launch engine-cluster engine-serve engine-ready)" in head_script
     assert "llmfab_port_open \"$head\" \"$port\"" in worker_script and "port=6379" in worker_script
 
 

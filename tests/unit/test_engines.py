@@ -295,12 +295,15 @@ class TestApiKey:
         assert 'export VLLM_API_KEY="$LLMFAB_API_KEY"' in payload_of(serve)
         assert "--api-key" not in engine_tokens(p, serve)
 
-    def test_sglang_passes_the_key_only_on_rank_0_from_the_mounted_file(self, key_file):
+    def test_sglang_reads_the_key_inside_its_launcher_on_rank_0_only_never_in_argv(self, key_file):
         p = get_profile("sglang")
         head, worker = all_argvs(p, launch_for(p, key_file))
-        assert '--api-key "$LLMFAB_API_KEY"' in payload_of(head)
+        assert payload_of(head).startswith("set -euo pipefail; exec python3 /etc/llmfab/engine/sglang-launch.py --model-path")
+        assert "--api-key" not in payload_of(head) and "LLMFAB_API_KEY" not in payload_of(head)
         assert f"{key_file}:/run/llmfab/api_key:ro" in head
+        assert "/etc/llmfab/engine/sglang-launch.py:/etc/llmfab/engine/sglang-launch.py:ro" in head
         assert "--api-key" not in payload_of(worker) and not any(key_file in a for a in worker)
+        assert "-m sglang.launch_server" in payload_of(worker)
 
 
 class TestLaunchChecks:
