@@ -66,9 +66,9 @@ def real_config(fleet, tmp_path: Path, model_dir: Path, engine: dict | None = No
 def keep_logs(fleet, dest: Path) -> None:
     """Copy every host's llmfab and engine logs to ``dest/<host>/`` (to read after a failure)."""
     for host in fleet.hosts:
-        listing = host.exec("ls /var/log/llmfab 2>/dev/null").stdout.split()
-        for name in listing:
-            text = host.read(f"/var/log/llmfab/{name}")
+        for path in host.exec("find /var/log/llmfab -type f 2>/dev/null").stdout.split():
+            text = host.read(path)
             if text is not None:
-                (dest / host.name).mkdir(parents=True, exist_ok=True)
-                (dest / host.name / name).write_text(text)
+                target = dest / host.name / path.removeprefix("/var/log/llmfab/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)

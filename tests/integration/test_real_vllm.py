@@ -66,7 +66,7 @@ def test_fab_deploy_starts_the_real_vllm_on_both_hosts_and_the_smoke_test_stream
     [c0], [c1] = _engines(head), _engines(worker)
     assert c0["status"] == c1["status"] == "running"
     # The real vLLM said who it is, and the worker ran headless as rank 1.
-    assert re.search(r"version 0\.32\.0\n", head.read("/var/log/llmfab/vllm-rank0.log"))
+    assert re.search(r"version 0\.32\.0\n", head.read("/var/log/llmfab/engine/vllm-rank0.log"))
     assert "--headless" in c1["cmd"][-1] and "--node-rank 1" in c1["cmd"][-1]
 
 
@@ -123,7 +123,7 @@ def test_a_person_signs_in_to_the_real_open_webui_as_its_admin_and_reads_a_strea
         token = pg.evaluate("localStorage.token")
     assert len(answer) > 5 and "tool choice" not in answer, answer
     # The answer came from the real vLLM through the endpoint llmfab rendered.
-    assert '"POST /v1/chat/completions HTTP/1.1" 200' in head.read("/var/log/llmfab/vllm-rank0.log")
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in head.read("/var/log/llmfab/engine/vllm-rank0.log")
     # Its data directory is the one llmfab manages on the head.
     assert head.exists("/var/lib/llmfab/open-webui/webui.db")
     (config.parent / "webui-token").write_text(token)

@@ -82,7 +82,7 @@ def test_trtllm_keys_are_made_once_per_cluster_root_only_and_only_the_head_gets_
     where = tmp_path / "state" / cfg.cluster.name / "mpi-ssh"
     assert os.stat(where).st_mode & 0o777 == 0o700
     assert all(os.stat(p).st_mode & 0o777 == 0o600 for p in where.iterdir() if not p.name.endswith(".pub"))
-    assert "LLMFAB_STEPS=(engine-image engine-ssh engine-mpi-check engine-files engine-launch engine-serve " \
+    assert "LLMFAB_STEPS=(engine-image engine-ssh engine-mpi-check engine-files engine-firewall engine-launch engine-serve " \
            "engine-ready)" in head_script
     assert keys.client_private in head_script and keys.client_private not in worker_script
     for script in (head_script, worker_script):
