@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, UsageError
 
 CONFIG_ENV = "LLMFAB_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "h20-2x8.yaml"
@@ -46,6 +46,9 @@ class SSHSettings(Section):
     user: str = "root"
     port: int = Field(22, ge=1, le=65535)
     identity_file: Optional[str] = None
+    # The operator's OpenSSH config: HostName, User, Port, IdentityFile, ProxyJump
+    # for each node's address; null reads none. Values set here win over it.
+    config_file: Optional[str] = "~/.ssh/config"
     known_hosts: str = "~/.ssh/known_hosts"
     # Trust-on-first-use: accept and record keys of hosts not yet in known_hosts.
     accept_new_host_keys: bool = False
@@ -319,6 +322,7 @@ class ClusterConfig(Section):
 
     # Filled in by load(); not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)
+    chosen_by: Optional[str] = Field(None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -385,16 +389,49 @@ FIXES = {
 }
 
 
-def load(path: str | os.PathLike | None = None) -> ClusterConfig:
-    """Load and validate a config; the path defaults to $LLMFAB_CONFIG, then configs/h20-2x8.yaml."""
-    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+# A config file in the working directory counts as named: `cd mycluster && fab prep`.
+LOCAL_CONFIGS = ("llmfab.yaml", "llmfab.yml")
+NO_CONFIG_FIX = (
+    "name the cluster: `fab TASK --config PATH` (after the task name), or set "
+    f"{CONFIG_ENV}=PATH, or put llmfab.yaml in the working directory. "
+    "Start from the example: cp configs/h20-2x8.yaml llmfab.yaml, then edit `nodes:`"
+)
+
+
+def resolve(path: str | os.PathLike | None = None, *, example_ok: bool = True) -> tuple[Path, str]:
+    """The config file to use and how it was chosen: --config, $LLMFAB_CONFIG, ./llmfab.yaml, the example.
+
+    Tasks that touch hosts pass ``example_ok=False``: they never fall back to the
+    built-in example cluster, whose addresses are somebody else's machines.
+    """
+    if path:
+        return Path(path).expanduser(), "--config"
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser(), f"${CONFIG_ENV}"
+    for name in LOCAL_CONFIGS:
+        if Path(name).is_file():
+            return Path(name), "working directory"
+    if example_ok:
+        return DEFAULT_CONFIG, "built-in example"
+    raise UsageError(f"this task connects to hosts, and no config names them (llmfab never falls back to the "
+                     f"example cluster's addresses for that).\n  fix: {NO_CONFIG_FIX}")
+
+
+def load(path: str | os.PathLike | None = None, *, example_ok: bool = True) -> ClusterConfig:
+    """Load and validate a config; the path comes from ``resolve``."""
+    chosen, how = resolve(path, example_ok=example_ok)
     try:
         raw = yaml.safe_load(chosen.read_text())
     except FileNotFoundError:
-        raise ConfigError(str(chosen), [Problem("", "file not found", f"pass --config PATH or set {CONFIG_ENV}")])
+        raise ConfigError(str(chosen), [Problem("", f"file not found (named by {how})",
+                                                f"check the path, or pass --config PATH or set {CONFIG_ENV}")])
+    except IsADirectoryError:
+        raise ConfigError(str(chosen), [Problem("", "is a directory", "name the YAML file itself")])
     except yaml.YAMLError as e:
         raise ConfigError(str(chosen), [Problem("", f"not valid YAML: {e}", "fix the YAML syntax at the line shown")])
-    return parse(raw, str(chosen))
+    config = parse(raw, str(chosen))
+    config.chosen_by = how
+    return config
 
 
 def parse(raw: Any, source: str = "<config>") -> ClusterConfig:

@@ -2,9 +2,10 @@
 
 from invoke import Collection
 
-from . import artifacts, bench, bundle, check, engine, model, planning, prep, webui
+from . import artifacts, bench, bundle, check, engine, model, ping, planning, prep, webui
 
 ns = Collection()
+ns.add_task(ping.ping)
 ns.add_task(prep.prep)
 ns.add_task(bundle.export_bundle)
 ns.add_task(artifacts.fetch_artifacts)

@@ -2,20 +2,19 @@
 
 from pathlib import Path
 
-from invoke import task
 
 from llmfab import bundle
 from llmfab.output import console
 from llmfab.config import Engine, load
-from llmfab.session import reported_errors
+from llmfab.session import refuse_hosts, reported_errors
 
-from .options import CONFIG
+from .options import EXAMPLE_CONFIG, task
 
 
 @task(
     name="export-bundle",
     help={
-        "config": CONFIG,
+        "config": EXAMPLE_CONFIG,
         "out": "directory to write the bundles into (default: build/bundles/<cluster name>)",
         "tar": "also pack one llmfab-<node>.tar.gz per node (artifacts included)",
         "engine": "vllm | sglang | trtllm: the engine the bundle deploys (default: the config's)",
@@ -33,6 +32,7 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
       fab export-bundle --config configs/h20-2x8.yaml --out build/bundles --tar
     """
     with reported_errors():
+        refuse_hosts(c, "export-bundle")
         cfg = load(config)
         if engine and engine != cfg.engine.name:
             cfg.engine = Engine(name=engine, port=cfg.engine.port, bind=cfg.engine.bind, api_key=cfg.engine.api_key,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-from invoke import task
 from invoke.exceptions import Exit
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +18,7 @@ from llmfab.session import open_session, reported_errors
 from llmfab.steps.preflight import expect
 
 from .engine import ENGINE, choose_engine
-from .options import SSH
+from .options import SSH, task
 
 STYLE = {checks.PASS: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from invoke import task
 from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import capacity
 from llmfab.config import Engine
+from llmfab.confirm import assumed
 from llmfab.deployment import DeploymentError, build
 from llmfab.exits import ExitStatus
 from llmfab.output import diagnoses
@@ -15,7 +15,7 @@ from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
-from .options import DRY_RUN, SSH
+from .options import DRY_RUN, SSH, VERBOSE, YES, task
 from .planning import capacity_plan
 
 ENGINE = "vllm | sglang | trtllm (default: engine.name in the config)"
@@ -48,9 +48,9 @@ def _diagnose(out, results: list[HostResult]) -> None:
         diagnoses(out, r.host, found)
 
 
-@task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN,
+@task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN, "yes": YES, "verbose": VERBOSE,
             "skip-smoke": "do not send the smoke-test request at the end"})
-def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
+def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, verbose=False, parallel=0,
            accept_new_host_keys=False, ask_sudo_pass=False, skip_smoke=False):
     """Deploy the engine on all nodes in order, wait until it serves, then smoke-test it.
 
@@ -60,13 +60,14 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
     are collected, the likely cause is named, and the whole group is stopped
     (ranks are never left half up). Re-deploying an identical, healthy
     deployment changes nothing; another engine's containers are removed first.
+    When it would change a node, it says what and asks first (--yes skips that).
 
     Examples:
-      fab deploy --engine=vllm
-      fab deploy --engine=sglang --config configs/h20-2x8.yaml
+      fab deploy --config mycluster.yaml --engine=vllm
+      fab deploy --config mycluster.yaml --engine=sglang --yes
     """
     with reported_errors():
-        session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
+        session = open_session(c, config, dry_run=dry_run, parallel=parallel or None, verbose=verbose,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         choose_engine(session, engine, version)
         try:
@@ -79,7 +80,7 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
             raise Exit("refused: the model does not fit this layout (see above)", code=int(ExitStatus.REFUSED))
         session.reporter.out.print(f"deploying [bold]{d.engine} {d.profile.version}[/bold] ({d.profile.image_ref}), "
                                    f"fingerprint {d.fingerprint}")
-        results = session.run_phase("deploy")
+        results = session.run_phase("deploy", yes=assumed(yes))
         if any(r.failed for r in results) and not dry_run:
             _diagnose(session.reporter.out, results)
             session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from invoke import task
 from invoke.exceptions import Exit
 
 from llmfab import capacity
@@ -13,9 +12,9 @@ from llmfab.exits import ExitStatus
 from llmfab.models import UnknownModelError, load_model
 from llmfab.output import console
 from llmfab.config import load
-from llmfab.session import reported_errors
+from llmfab.session import refuse_hosts, reported_errors
 
-from .options import CONFIG
+from .options import EXAMPLE_CONFIG, task
 
 # Where each engine keeps the figures the planner needs, by option name.
 LAYOUT = {
@@ -46,7 +45,7 @@ def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capa
     )
 
 
-@task(help={"config": CONFIG, "engine": "vllm | sglang | trtllm (default: the config's)",
+@task(help={"config": EXAMPLE_CONFIG, "engine": "vllm | sglang | trtllm (default: the config's)",
             "context-len": "tokens of one full-length request (default: the engine's context option)",
             "json": "print the figures as JSON"})
 def plan(c, config=None, engine=None, context_len=0, json_=False):
@@ -60,6 +59,7 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
       fab plan --config configs/h20-2x8.yaml --engine sglang
     """
     with reported_errors():
+        refuse_hosts(c, "plan")
         cfg = load(config)
         try:
             d = build(cfg, engine)

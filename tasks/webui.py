@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from invoke import task
 
 from llmfab.session import open_session, reported_errors
 
-from .options import DRY_RUN, SSH
+from .options import DRY_RUN, SSH, task
 
 
 @task(help={**SSH, "dry-run": DRY_RUN})

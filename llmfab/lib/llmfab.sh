@@ -8,6 +8,8 @@
 # paths a step names, and no file is ever appended to.
 
 LLMFAB_DRY_RUN=${LLMFAB_DRY_RUN:-0}
+LLMFAB_DIFF=${LLMFAB_DIFF:-0}
+LLMFAB_OUTPUT=${LLMFAB_OUTPUT:-0}
 LLMFAB_TAIL_LINES=${LLMFAB_TAIL_LINES:-20}
 
 # llmfab_ok records why a step (or part of it) had nothing to do.
@@ -47,18 +49,32 @@ llmfab_changed() {
   [[ -s $LLMFAB_STEP_DIR/changes ]]
 }
 
+LLMFAB_BACKUP_DIR=${LLMFAB_BACKUP_DIR:-/var/backups/llmfab}
+
+# llmfab_backup copies PATH (if it exists) to LLMFAB_BACKUP_DIR/PATH.TIMESTAMP:
+# never beside it, where apt (sources.list.d) or sysctl (sysctl.d) would read it.
+llmfab_backup() {
+  local path=$1 copy
+  [[ -e $path ]] || return 0
+  copy="$LLMFAB_BACKUP_DIR$path.$(date +%Y%m%d-%H%M%S)"
+  if [[ ! -d $LLMFAB_BACKUP_DIR ]]; then
+    mkdir -p -- "$LLMFAB_BACKUP_DIR"
+    chmod 0700 -- "$LLMFAB_BACKUP_DIR"
+  fi
+  mkdir -p -- "$(dirname -- "$copy")"
+  cp -p -- "$path" "$copy"
+}
+
 # llmfab__install writes SRC to PATH atomically with MODE, keeping a backup of a
-# differing PATH. The temporary file sits beside PATH (rename is atomic only
-# within one file system) under a name no *.conf glob matches.
+# differing PATH (see llmfab_backup). The temporary file sits beside PATH (rename
+# is atomic only within one file system) under a name no *.conf glob matches.
 llmfab__install() {
   local src=$1 path=$2 mode=$3 dir base tmp
   dir=$(dirname -- "$path")
   base=$(basename -- "$path")
   mkdir -p -- "$dir"
   rm -f -- "$dir/.$base".llmfab-tmp.*
-  if [[ -e $path ]]; then
-    cp -p -- "$path" "$path.llmfab-backup.$(date +%Y%m%d-%H%M%S)"
-  fi
+  llmfab_backup "$path"
   tmp=$(mktemp -- "$dir/.$base.llmfab-tmp.XXXXXX")
   cat -- "$src" >"$tmp"
   chmod -- "$mode" "$tmp"
@@ -80,11 +96,28 @@ llmfab_file() {
   fi
   want="$LLMFAB_STEP_DIR/want.$RANDOM"
   printf '%s' "$content" >"$want"
+  if [[ $LLMFAB_DIFF == 1 ]]; then
+    llmfab_diff "$path" "$want" "$mode"
+  fi
   if [[ -e $path ]]; then
     llmfab_do "update $path (backup kept)" llmfab__install "$want" "$path" "$mode"
   else
     llmfab_do "create $path" llmfab__install "$want" "$path" "$mode"
   fi
+}
+
+# llmfab_diff reports how PATH would change into the content of WANT (a unified
+# diff, as a record), unless MODE hides the file from other users: such a file
+# may hold a secret, and its diff would put it in logs.
+llmfab_diff() {
+  local path=$1 want=$2 mode=$3 old=$1 text
+  if (((8#${mode#0} & 8#004) == 0)); then
+    llmfab_emit diff "$path" "$(printf 'diff not shown: %s is mode %s (may hold a secret)\n' "$path" "$mode" | base64 -w0)"
+    return 0
+  fi
+  [[ -e $path ]] || old=/dev/null
+  text=$(diff -u --label "$path" --label "$path (new)" -- "$old" "$want" || true)
+  llmfab_emit diff "$path" "$(printf '%s\n' "$text" | base64 -w0)"
 }
 
 # llmfab_emit sends one extra record (progress, log, fact, check) straight to the
@@ -372,6 +405,10 @@ llmfab__run_step() {
   if [[ -n ${LLMFAB_LOG:-} ]]; then
     sed "s/^/[$step] /" "$LLMFAB_STEP_DIR/log" >>"$LLMFAB_LOG" || true
   fi
+  if [[ $LLMFAB_OUTPUT == 1 && -s $LLMFAB_STEP_DIR/log ]]; then
+    # The step's own output, one record a line, for fab's local log and --verbose.
+    sed "s/\t/ /g; s/^/@@llmfab\tout\t$step\t/" "$LLMFAB_STEP_DIR/log" || true
+  fi
   if ((rc != 0)); then
     status=failed
     if [[ -s $LLMFAB_STEP_DIR/reason ]]; then
@@ -421,6 +458,19 @@ llmfab_run_steps() {
   [[ -z $failed ]]
 }
 
+# llmfab__open_log creates the run's log file readable by root only (step
+# output may name internal hosts and paths), in a directory of its own.
+llmfab__open_log() {
+  local dir
+  dir=$(dirname -- "$1")
+  if [[ ! -d $dir ]]; then
+    mkdir -p -- "$dir"
+    chmod 0700 -- "$dir"
+  fi
+  (umask 077 && : >>"$1")
+  printf '== llmfab %s on %s, %s\n' "${LLMFAB_STEPS[*]}" "$(hostname 2>/dev/null || echo '?')" "$(date -u +%FT%TZ)" >>"$1"
+}
+
 # llmfab_main parses the common options of a generated script and runs the steps
 # listed in LLMFAB_STEPS.
 llmfab_main() {
@@ -428,12 +478,18 @@ llmfab_main() {
   for arg in "$@"; do
     case $arg in
       --dry-run) LLMFAB_DRY_RUN=1 ;;
+      --diff) LLMFAB_DIFF=1 ;;
+      --output) LLMFAB_OUTPUT=1 ;;
+      --log=?*) LLMFAB_LOG=${arg#--log=} ;;
       *)
-        printf 'unknown option: %s (known: --dry-run)\n' "$arg" >&2
+        printf 'unknown option: %s (known: --dry-run, --diff, --output, --log=FILE)\n' "$arg" >&2
         return 2
         ;;
     esac
   done
+  if [[ -n ${LLMFAB_LOG:-} && $LLMFAB_LOG != /dev/null ]]; then
+    llmfab__open_log "$LLMFAB_LOG"
+  fi
   exec </dev/null
   llmfab_run_steps "${LLMFAB_STEPS[@]}"
 }

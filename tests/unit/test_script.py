@@ -112,13 +112,17 @@ CONTENT
 LLMFAB_STEPS=(f)
 llmfab_main "$@"
 """
-    text = "set -Eeuo pipefail\n" + lib + body
+    backup_dir = tmp_path / "backups"
+    text = f"set -Eeuo pipefail\nLLMFAB_BACKUP_DIR={backup_dir}\n" + lib + body
     (first,) = run_script(text, tmp_path)
     assert first.status == Status.CHANGED and "backup kept" in first.message
     assert target.read_text() == "new\n"
-    backups = list(target.parent.glob("x.conf.llmfab-backup.*"))
+    # The backup is kept away from the directory (apt's, sysctl's) that reads every file in it.
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.conf"]
+    backups = list(backup_dir.rglob("x.conf.*"))
     assert len(backups) == 1 and backups[0].read_text() == "old\n"
+    assert backups[0].parent == backup_dir / str(target.parent).lstrip("/")
     (second,) = run_script(text, tmp_path)
     assert second.status == Status.OK
-    assert len(list(target.parent.glob("x.conf.llmfab-backup.*"))) == 1
+    assert len(list(backup_dir.rglob("x.conf.*"))) == 1
     assert not list(target.parent.glob(".x.conf.llmfab-tmp.*"))
