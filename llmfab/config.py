@@ -149,6 +149,20 @@ VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}$")
 URL_RE = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$")
 
 
+# CUDA local installer -> the driver it bundles (NVIDIA's cuda_<cuda>_<driver>_linux.run names).
+CUDA_INSTALLER_DRIVERS = {
+    "11.8.0": "520.61.05",
+    "12.0.0": "525.60.13", "12.0.1": "525.85.12",
+    "12.1.0": "530.30.02", "12.1.1": "530.30.02",
+    "12.2.0": "535.54.03", "12.2.1": "535.86.10", "12.2.2": "535.104.05",
+    "12.3.0": "545.23.06", "12.3.1": "545.23.08", "12.3.2": "545.23.08",
+    "12.4.0": "550.54.14", "12.4.1": "550.54.15",
+    "12.5.0": "555.42.02", "12.5.1": "555.42.06",
+    "12.6.0": "560.28.03", "12.6.1": "560.35.03", "12.6.2": "560.35.03", "12.6.3": "560.35.05",
+    "12.8.0": "570.86.10", "12.8.1": "570.124.06",
+}
+
+
 def _version(v: str) -> str:
     if not VERSION_RE.match(v):
         raise ValueError("expected a dotted version such as 550.54.14")
@@ -171,12 +185,30 @@ class Nvidia(Section):
     # Default: NVIDIA's local installer for cuda_version + driver_version.
     installer_url: Optional[str] = None
     installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # false: the driver alone (NVIDIA's driver-only installer), no host CUDA toolkit:
+    # containerised engines bring their own CUDA.
+    cuda_toolkit: bool = True
     fabricmanager: bool = True
     peermem: bool = True
     nvitop: bool = True
 
     _v = field_validator("driver_version", "cuda_version")(classmethod(lambda cls, v: _version(v)))
     _u = field_validator("installer_url")(classmethod(lambda cls, v: _url(v)))
+
+    @model_validator(mode="after")
+    def _published_pair(self) -> "Nvidia":
+        # NVIDIA's CUDA local installer exists only for the driver it bundles.
+        if self.enabled and self.cuda_toolkit and self.installer_url is None:
+            bundled = CUDA_INSTALLER_DRIVERS.get(self.cuda_version)
+            if bundled is not None and bundled != self.driver_version:
+                raise ValueError(
+                    f"NVIDIA publishes no cuda_{self.cuda_version}_{self.driver_version}_linux.run: CUDA "
+                    f"{self.cuda_version}'s installer bundles driver {bundled}"
+                )
+            if bundled is None:
+                raise ValueError(f"CUDA {self.cuda_version} is not in llmfab's table of NVIDIA installers "
+                                 f"(known: {', '.join(CUDA_INSTALLER_DRIVERS)})")
+        return self
 
     @property
     def driver_branch(self) -> str:
@@ -188,13 +220,17 @@ class Nvidia(Section):
 
     @property
     def installer_name(self) -> str:
+        if not self.cuda_toolkit:
+            return f"NVIDIA-Linux-x86_64-{self.driver_version}.run"
         return f"cuda_{self.cuda_version}_{self.driver_version}_linux.run"
 
     @property
     def installer(self) -> str:
-        return self.installer_url or (
-            f"https://developer.download.nvidia.com/compute/cuda/{self.cuda_version}/local_installers/{self.installer_name}"
-        )
+        if self.installer_url:
+            return self.installer_url
+        if not self.cuda_toolkit:
+            return f"https://us.download.nvidia.com/tesla/{self.driver_version}/{self.installer_name}"
+        return f"https://developer.download.nvidia.com/compute/cuda/{self.cuda_version}/local_installers/{self.installer_name}"
 
 
 class Docker(Section):
@@ -375,11 +411,18 @@ class ClusterConfig(Section):
         return "head" if node.name == self.head.name else "worker"
 
 
-# Fixes shown under an error, by the last part of the field's path.
+# Fixes shown under an error, by the field's full path (nodes[N] written nodes[]),
+# then by its last part.
+PATH_FIXES = {
+    "engine.name": "use one of vllm, sglang, trtllm",
+    "cluster.name": "use a short name for the cluster, e.g. h20-2x8",
+    "nvidia": "keep the pair NVIDIA publishes (see configs/h20-2x8.yaml), set nvidia.installer_url to a .run you "
+              "have, or set nvidia.cuda_toolkit: false for the driver alone",
+    "nodes[].name": "use a short lowercase name such as n1",
+}
 FIXES = {
     "nodes": "list the cluster's machines under `nodes:`, each with `name:` and `address:`",
     "address": "give each node an `address:`: its IPv4 address (or DNS name) on the cluster network",
-    "name": "use a short lowercase name such as n1",
     "head": "set `cluster.head:` to one of the node names, or drop it (the first node is the head)",
     "interface": "set `network.interface:` to the NIC the nodes talk over, e.g. bond0",
     "nccl_ib_hca": "list compute HCAs like [mlx5_0, mlx5_1] (see `ibstat`)",
@@ -458,10 +501,19 @@ def _problem(err: dict, raw: dict) -> Problem:
         hint = f"did you mean `{close[0]}`?" if close else f"known keys here: {', '.join(sorted(known))}"
         return Problem(field, "unknown key", f"remove it or fix the spelling ({hint})" if parent is not None else hint)
     if err["type"] == "missing":
-        return Problem(field, "required field is missing", FIXES.get(last, f"add `{last}:`"))
+        return Problem(field, "required field is missing", _fix(loc, f"add `{last}:`"))
     if not loc:
         return Problem("(cluster)", message, _shape_fix(message))
-    return Problem(field, message, FIXES.get(last, "see the comments in configs/h20-2x8.yaml for the expected value"))
+    return Problem(field, message, _fix(loc, "see the comments in configs/h20-2x8.yaml for the expected value"))
+
+
+def _fix(loc: tuple, default: str) -> str:
+    """The fix for the field at LOC: by its full path first, then by its last name."""
+    path = re.sub(r"\[\d+\]", "[]", _dotted(loc))
+    if path in PATH_FIXES:
+        return PATH_FIXES[path]
+    last = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
+    return FIXES.get(last, default)
 
 
 def _shape_fix(message: str) -> str:

@@ -8,6 +8,7 @@
 # paths a step names, and no file is ever appended to.
 
 LLMFAB_DRY_RUN=${LLMFAB_DRY_RUN:-0}
+LLMFAB_GROUPS=()
 LLMFAB_DIFF=${LLMFAB_DIFF:-0}
 LLMFAB_OUTPUT=${LLMFAB_OUTPUT:-0}
 LLMFAB_TAIL_LINES=${LLMFAB_TAIL_LINES:-20}
@@ -436,23 +437,34 @@ llmfab__run_step() {
   LLMFAB_STEP_RC=$rc
 }
 
-# llmfab_run_steps runs the named steps in order; after a failure the rest are
-# skipped, since later steps build on earlier ones.
+# llmfab_run_steps runs the named steps in order. After a failure the later
+# steps of the same group are skipped (they build on it), and after a failure
+# outside any group every later step is (LLMFAB_GROUPS: STEP=GROUP entries).
 llmfab_run_steps() {
-  local failed="" step
+  local failed="" step group entry
+  local -A groups=() failed_in=()
+  for entry in "${LLMFAB_GROUPS[@]}"; do
+    groups[${entry%%=*}]=${entry#*=}
+  done
   LLMFAB_WORK=$(mktemp -d "${TMPDIR:-/tmp}/llmfab.XXXXXX")
   # shellcheck disable=SC2064 # expand now: the path is fixed for this run
   trap "rm -rf -- '$LLMFAB_WORK'" EXIT
   # One mkdir for every step's scratch directory.
   (($# == 0)) || mkdir -p "${@/#/$LLMFAB_WORK/}"
   for step in "$@"; do
-    if [[ -n $failed ]]; then
-      llmfab__record "$step" skipped "not run: step $failed failed"
+    group=${groups[$step]:-}
+    if [[ -n ${failed_in[-]:-} ]]; then
+      llmfab__record "$step" skipped "not run: step ${failed_in[-]} failed"
+      continue
+    fi
+    if [[ -n $group && -n ${failed_in[$group]:-} ]]; then
+      llmfab__record "$step" skipped "not run: step ${failed_in[$group]} failed"
       continue
     fi
     llmfab__run_step "$step" "step_${step//-/_}"
     if ((LLMFAB_STEP_RC != 0)); then
       failed=$step
+      failed_in[${group:--}]=$step
     fi
   done
   [[ -z $failed ]]

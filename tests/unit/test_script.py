@@ -126,3 +126,21 @@ llmfab_main "$@"
     assert second.status == Status.OK
     assert len(list(backup_dir.rglob("x.conf.*"))) == 1
     assert not list(target.parent.glob(".x.conf.llmfab-tmp.*"))
+
+
+def test_a_failed_step_skips_the_rest_of_its_group_and_an_ungrouped_failure_skips_everything(tmp_path):
+    lib = (Path(__file__).resolve().parents[2] / "llmfab" / "lib" / "llmfab.sh").read_text()
+    body = """
+step_driver() { llmfab_fail "refused"; }
+step_fm() { llmfab_ok "fm"; }
+step_docker() { llmfab_ok "docker"; }
+step_base() { false; }
+step_last() { llmfab_ok "last"; }
+LLMFAB_STEPS=(driver fm docker base last)
+LLMFAB_GROUPS=(driver=nvidia fm=nvidia docker=docker)
+llmfab_main "$@"
+"""
+    results = run_script("set -Eeuo pipefail\n" + lib + body, tmp_path)
+    assert [(r.step, r.status) for r in results] == [
+        ("driver", Status.FAILED), ("fm", Status.SKIPPED), ("docker", Status.OK),
+        ("base", Status.FAILED), ("last", Status.SKIPPED)]
