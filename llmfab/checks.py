@@ -188,7 +188,7 @@ def _nofile(r: NodeReport, e: Expect, out) -> None:
 
 def _disk(r: NodeReport, e: Expect, out) -> None:
     kb = _int(_text(out, "disk"))
-    r.add("free disk", kb is not None and kb >= MIN_FREE_DISK_GB * 1e6 / 1024, f"{(kb or 0) * 1024 / 1e9:.0f} GB free at {e.model_path}",
+    r.add("free disk", kb is not None and kb * 1024 >= MIN_FREE_DISK_GB * 1e9, f"{(kb or 0) * 1024 / 1e9:.0f} GB free at {e.model_path}",
           f"free at least {MIN_FREE_DISK_GB} GB at the model path (local NVMe)", warn=True)
 
 
@@ -267,10 +267,13 @@ def _float(text: str) -> Optional[float]:
         return None
 
 
-def as_json(nodes: list[NodeReport], cluster: list[Check]) -> str:
+def as_json(nodes: list[NodeReport], cluster: list[Check], unreachable: dict[str, str] | None = None) -> str:
+    """The report as JSON; nodes that could not be checked are listed with why, and count as failed."""
+    unreachable = unreachable or {}
     return json.dumps({"nodes": {n.node: [asdict(c) for c in n.checks] for n in nodes},
                        "cluster": [asdict(c) for c in cluster],
-                       "failed": failed(nodes, cluster)}, indent=2)
+                       "unreachable": unreachable,
+                       "failed": failed(nodes, cluster) or bool(unreachable)}, indent=2)
 
 
 def failed(nodes: list[NodeReport], cluster: list[Check]) -> bool:

@@ -87,7 +87,8 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
       fab check --config configs/h20-2x8.yaml --engine sglang
     """
     with reported_errors():
-        session = open_session(c, config, parallel=parallel or None, quiet=True,
+        # With --json, stdout carries the JSON document only; everything else goes to stderr.
+        session = open_session(c, config, parallel=parallel or None, quiet=True, stderr=json_,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         choose_engine(session, engine, None)
         results = session.fleet.run_phase("check")
@@ -101,7 +102,7 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
     cluster = checks.judge_cluster(expects, outs, arrived) if len(reachable) > 1 else []
     out = session.reporter.out
     if json_:
-        print(checks.as_json(nodes, cluster))
+        print(checks.as_json(nodes, cluster, {r.host: r.reason for r in results if r.failed}))
     else:
         for report in nodes:
             out.print(_table(f"{report.node}", report.checks))
@@ -116,7 +117,8 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
     if nccl:
         with reported_errors():
             bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
-    line = f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
+    line = (f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
+            f" not_checked={sum(r.failed for r in results)}")
     if not json_:
         out.print(Text(line, style="bold red" if bad else "bold green"))
     if bad:

@@ -165,3 +165,13 @@ def test_the_llmfab_command_works_from_any_directory(tmp_path):
 def test_dash_h_on_a_task_that_contacts_no_host_is_refused(task, tmp_path):
     run = fab("-H", "n1", task, "--config", EXAMPLE, cwd=tmp_path)
     assert run.returncode == 2 and "-H would be ignored" in run.stderr
+
+
+def test_check_json_on_unreachable_nodes_prints_only_json_and_fails(tmp_path):
+    import json
+
+    run = fab("check", "--json", "--config", str(unreachable_config(tmp_path)), cwd=tmp_path)
+    assert run.returncode == 1
+    report = json.loads(run.stdout)
+    assert report["failed"] is True and sorted(report["unreachable"]) == ["a1", "a2"]
+    assert "config:" in run.stderr
