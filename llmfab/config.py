@@ -81,13 +81,15 @@ class Node(Section):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
+        # The engines' launch commands (Ray, --dist-init-addr, NCCL/Gloo) need each
+        # node's IPv4 on the cluster network; a name for SSH belongs in ~/.ssh/config.
         try:
-            return str(ipaddress.ip_address(v))
+            return str(ipaddress.IPv4Address(v))
         except ValueError:
             pass
-        if not HOSTNAME_RE.match(v):
-            raise ValueError("not an IP address or DNS name")
-        return v
+        if HOSTNAME_RE.match(v):
+            raise ValueError(f"{v!r} is a name: llmfab needs the node's IPv4 address on the cluster network")
+        raise ValueError("not an IPv4 address")
 
     @field_validator("user")
     @classmethod
@@ -422,7 +424,8 @@ PATH_FIXES = {
 }
 FIXES = {
     "nodes": "list the cluster's machines under `nodes:`, each with `name:` and `address:`",
-    "address": "give each node an `address:`: its IPv4 address (or DNS name) on the cluster network",
+    "address": "give each node an `address:`: its IPv4 address on the cluster network (to log in by name, map "
+               "the address in ~/.ssh/config: Host 10.10.0.11 / HostName gpu-node-1)",
     "head": "set `cluster.head:` to one of the node names, or drop it (the first node is the head)",
     "interface": "set `network.interface:` to the NIC the nodes talk over, e.g. bond0",
     "nccl_ib_hca": "list compute HCAs like [mlx5_0, mlx5_1] (see `ibstat`)",

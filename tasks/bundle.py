@@ -8,7 +8,7 @@ from llmfab.output import console
 from llmfab.config import Engine, load
 from llmfab.session import refuse_hosts, reported_errors
 
-from .options import EXAMPLE_CONFIG, task
+from .options import EXAMPLE_CONFIG, engine_name, task
 
 
 @task(
@@ -34,6 +34,7 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
     with reported_errors():
         refuse_hosts(c, "export-bundle")
         cfg = load(config)
+        engine = engine_name(engine)
         if engine and engine != cfg.engine.name:
             cfg.engine = Engine(name=engine, port=cfg.engine.port, bind=cfg.engine.bind, api_key=cfg.engine.api_key,
                                 ready_timeout=cfg.engine.ready_timeout)

@@ -13,9 +13,10 @@ from llmfab.exits import ExitStatus
 from llmfab.output import diagnoses
 from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
+from llmfab.errors import UsageError
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
-from .options import DRY_RUN, SSH, VERBOSE, YES, task
+from .options import DRY_RUN, SSH, VERBOSE, YES, engine_name, task
 from .planning import capacity_plan
 
 ENGINE = "vllm | sglang | trtllm (default: engine.name in the config)"
@@ -25,7 +26,13 @@ VERSION = "engine version profile, e.g. v0.8.5 (default: the config's, else the 
 def choose_engine(session: Session, engine: str | None, version: str | None) -> None:
     """Point the session's config at ENGINE; options in the config belong to its own engine only."""
     current = session.config.engine
+    engine = engine_name(engine)
     if engine and engine != current.name:
+        if current.options:
+            session.reporter.out.print(Text(
+                f"note: --engine {engine} leaves out engine.options ({', '.join(sorted(current.options))}), "
+                f"which are {current.name}'s; to set {engine}'s, put engine.name: {engine} and its options "
+                "in the config", style="yellow"))
         session.config.engine = Engine(name=engine, version=version, port=current.port, bind=current.bind,
                                        api_key=current.api_key, ready_timeout=current.ready_timeout)
     elif version:
@@ -138,7 +145,11 @@ def logs(c, config=None, node=None, lines=200, parallel=0, accept_new_host_keys=
         session = open_session(c, config, quiet=True, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         if node:
-            session.fleet.nodes = select_nodes(session.config, [node])
+            try:
+                session.fleet.nodes = select_nodes(session.config, [node])
+            except UsageError:
+                known = ", ".join(f"{n.name} ({n.address})" for n in session.config.nodes)
+                raise UsageError(f"--node {node} is not a node of {session.config.source}; known nodes: {known}")
         results = session.fleet.run_phase("logs")
         for r in results:
             for name, text in r.logs().items():

@@ -6,8 +6,12 @@ short flag exists only for the arguments in SHORT, and means the same in every
 task; every other argument is long-only.
 """
 
+import difflib
+
 from invoke import Task
 from invoke import task as invoke_task
+
+from llmfab.errors import UsageError
 
 CONFIG = ("cluster config YAML (default: $LLMFAB_CONFIG, else ./llmfab.yaml; tasks that touch hosts "
           "never fall back to the example cluster)")
@@ -54,3 +58,15 @@ def task(*args, **kwargs):
     """invoke.task with llmfab's short flags (see SHORT)."""
     kwargs.update(klass=LlmfabTask, auto_shortflags=False)
     return invoke_task(*args, **kwargs)
+
+
+ENGINES = ("vllm", "sglang", "trtllm")
+
+
+def engine_name(engine: str | None) -> str | None:
+    """ENGINE from --engine, checked like a config value: a typo stops with the names that exist."""
+    if engine and engine not in ENGINES:
+        close = difflib.get_close_matches(engine, ENGINES, n=1)
+        raise UsageError(f"--engine {engine}: not an engine llmfab knows; use one of {', '.join(ENGINES)}"
+                         + (f" (did you mean {close[0]}?)" if close else ""))
+    return engine

@@ -14,7 +14,7 @@ from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
 
-from .options import EXAMPLE_CONFIG, task
+from .options import EXAMPLE_CONFIG, engine_name, task
 
 # Where each engine keeps the figures the planner needs, by option name.
 LAYOUT = {
@@ -62,7 +62,7 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
         refuse_hosts(c, "plan")
         cfg = load(config)
         try:
-            d = build(cfg, engine)
+            d = build(cfg, engine_name(engine))
         except DeploymentError as e:
             raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
         result = capacity_plan(cfg, d, context_len or None)

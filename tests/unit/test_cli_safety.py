@@ -175,3 +175,36 @@ def test_check_json_on_unreachable_nodes_prints_only_json_and_fails(tmp_path):
     report = json.loads(run.stdout)
     assert report["failed"] is True and sorted(report["unreachable"]) == ["a1", "a2"]
     assert "config:" in run.stderr
+
+
+def llmfab_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from llmfab.cli import main; main()", *args], cwd=cwd,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+def test_an_unknown_flag_gets_the_nearest_real_one(tmp_path):
+    run = llmfab_cmd("prep", "--dryrun", cwd=tmp_path)
+    assert run.returncode == 1 and "did you mean --dry-run?" in run.stderr
+
+
+def test_an_unknown_flag_with_nothing_near_lists_the_tasks_flags(tmp_path):
+    run = llmfab_cmd("check", "--dry-run", cwd=tmp_path)
+    assert "`check` has no --dry-run" in run.stderr and "--nccl" in run.stderr
+
+
+@pytest.mark.parametrize("task", ["plan", "export-bundle"])
+def test_an_unknown_engine_is_a_usage_error_with_the_names_not_a_traceback(task, tmp_path):
+    run = fab(task, "--engine", "sglan", "--config", str(REPO / EXAMPLE), cwd=tmp_path)
+    assert run.returncode == 2 and "did you mean sglang?" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_engine_from_the_command_line_says_which_config_options_it_leaves_out(tmp_path):
+    raw = yaml.safe_load((REPO / EXAMPLE).read_text())
+    raw["engine"]["options"] = {"max_model_len": 65536}
+    raw["ssh"]["config_file"] = None
+    raw["nodes"] = [{"name": "a1", "address": "127.0.0.201"}]
+    raw["ssh"]["port"] = 2
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    run = fab("deploy", "--engine", "sglang", "--config", str(path), "--dry-run", cwd=tmp_path)
+    assert "--engine sglang leaves out engine.options (max_model_len)" in run.stdout
