@@ -100,3 +100,26 @@ def test_bundle_files_are_readable_by_their_owner_only(tmp_path):
     assert "sk-user-given-key" in deploy.read_text()
     for path in [b.path, *b.path.rglob("*")]:
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_run_sh_errors_do_not_print_their_exit_status(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (b, _) = bundle.export(cfg, tmp_path)
+    out = subprocess.run(["bash", str(b.path / "run.sh"), "prepp"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr == "run.sh: unknown command prepp (see --help)\n"
+
+
+def test_a_bundle_copied_without_its_shared_artifacts_refuses_instead_of_going_online(tmp_path):
+    import shutil
+
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    cache = tmp_path / "cache"
+    (cache / "files").mkdir(parents=True)
+    (cache / "files" / "x.run").write_bytes(b"x")
+    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    alone = tmp_path / "copied" / "n1"
+    shutil.copytree(b.path, alone, symlinks=True)
+    out = subprocess.run(["bash", str(alone / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 3
+    assert "artifacts/ is a link to ../artifacts, which is not here" in out.stderr and "--tar" in out.stderr
