@@ -307,7 +307,8 @@ def main(argv: list[str]) -> int:
         if parts[:2] == ["@@llmfab", "fact"] and len(parts) >= 6:
             outs[parts[3]] = (int(parts[4]), base64.b64decode(parts[5]).decode(errors="replace"))
     report = judge_node(argv[1], expect, outs)
-    print(report_text(report))
+    # Inside a bundle the fixes name run.sh's commands, not fab's.
+    print(re.sub(r"\bfab (prep|deploy|model)\b", r"run.sh \1", report_text(report)))
     bad = any(c.status == FAIL for c in report.checks)
     counts = {s: sum(c.status == s for c in report.checks) for s in (PASS, WARN, FAIL)}
     print(f"{argv[1]}: pass={counts[PASS]} warn={counts[WARN]} fail={counts[FAIL]}")

@@ -45,3 +45,9 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
         extra = f" + {b.tarball}" if b.tarball else ""
         out_.print(f"{b.node.name:<8} {cfg.role(b.node):<6} {b.path}/ ({len(b.files)} files){extra}")
     out_.print(f"[bold]{len(written)} bundle(s)[/bold] in {target}/ — on each node: sudo bash run.sh prep")
+    if not artifacts:
+        out_.print("[yellow]no --artifacts: these bundles download from the internet on the node (apt, NVIDIA's "
+                   "installer, the engine image). For an air-gapped site: fab fetch-artifacts --cache DIR on a "
+                   "connected machine, then export-bundle --artifacts DIR.[/yellow]")
+    else:
+        out_.print("copy the whole export (the shared artifacts/ beside the node directories), or use --tar")

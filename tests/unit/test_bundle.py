@@ -123,3 +123,14 @@ def test_a_bundle_copied_without_its_shared_artifacts_refuses_instead_of_going_o
     out = subprocess.run(["bash", str(alone / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
     assert out.returncode == 3
     assert "artifacts/ is a link to ../artifacts, which is not here" in out.stderr and "--tar" in out.stderr
+
+
+def test_the_bundles_preflight_names_run_sh_commands_in_its_fixes(tmp_path):
+    import sys
+
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (b, _) = bundle.export(cfg, tmp_path)
+    out = subprocess.run([sys.executable, "-m", "llmfab.checks", str(b.path / "check" / "expect.json"), "n1"],
+                         input="", capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(b.path / "check"), "COLUMNS": "200"})
+    assert "run.sh prep" in out.stdout and "fab prep" not in out.stdout

@@ -208,3 +208,9 @@ def test_an_engine_from_the_command_line_says_which_config_options_it_leaves_out
     path.write_text(yaml.safe_dump(raw))
     run = fab("deploy", "--engine", "sglang", "--config", str(path), "--dry-run", cwd=tmp_path)
     assert "--engine sglang leaves out engine.options (max_model_len)" in run.stdout
+
+
+def test_a_bundle_without_artifacts_says_it_will_download_from_the_internet(tmp_path):
+    run = fab("export-bundle", "--config", str(REPO / EXAMPLE), "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "no --artifacts: these bundles download from the internet" in run.stdout
