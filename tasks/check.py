@@ -66,6 +66,15 @@ def nccl_report(out, session, results: list[HostResult]) -> bool:
     return False
 
 
+def nccl_blockers(nodes: list[checks.NodeReport], results: list[HostResult]) -> str:
+    """Why the all-reduce cannot run (nodes not checked, or without the engine image), or ""."""
+    unchecked = [r.host for r in results if r.failed]
+    if unchecked:
+        return f"not every node was checked ({', '.join(unchecked)})"
+    missing = [n.node for n in nodes for c in n.checks if c.name == "engine image" and c.status != checks.PASS]
+    return f"the engine image is not on {', '.join(missing)}" if missing else ""
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
@@ -115,8 +124,15 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
               for s in (checks.PASS, checks.WARN, checks.FAIL)}
     bad = checks.failed(nodes, cluster) or any(r.failed for r in results)
     if nccl:
-        with reported_errors():
-            bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
+        without = nccl_blockers(nodes, results)
+        if without:
+            out.print(Text(f"nccl: skipped: {without}; the all-reduce runs inside the engine image on every node "
+                           "(fab deploy pulls it; or docker pull / docker load it on each node, then check --nccl)",
+                           style="bold yellow"))
+            bad = True
+        else:
+            with reported_errors():
+                bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
     line = (f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
             f" not_checked={sum(r.failed for r in results)}")
     if not json_:
