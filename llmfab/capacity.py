@@ -370,7 +370,8 @@ def render_plan(p: CapacityPlan) -> Group:
                         f"x {p.gpu_mem_gb:g} GB, {p.engine} TP{p.tp} x PP{p.pp}",
                   caption="GB = 10^9 bytes (1 GiB = 1.074 GB); per GPU unless stated")
     for column, justify in (("figure", "left"), ("value", "right"), ("unit", "left"), ("how", "left")):
-        table.add_column(column, justify=justify)
+        # Long flag names wrap inside the cell rather than being cut at 80 columns.
+        table.add_column(column, justify=justify, overflow="fold")
     rows = [
         ("memory budget", f"{p.budget_gb:.2f}", "GB", f"{p.mem_fraction:.2f} via {p.fraction_flag}"),
         ("weights, all GPUs", f"{p.weights_total_gb:,.1f}", "GB", f"{p.dtype} checkpoint"),

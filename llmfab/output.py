@@ -89,7 +89,8 @@ def recap(out: Console, results: list[HostResult], title: str, dry_run: bool = F
     changed = "would change" if dry_run else "changed"
     table = Table(title=title, title_justify="left")
     for column in ("host", "address", "ok", changed, "failed", "skipped", "result", "time"):
-        table.add_column(column, justify="right" if column in ("ok", changed, "failed", "skipped", "time") else "left")
+        table.add_column(column, justify="right" if column in ("ok", changed, "failed", "skipped", "time") else "left",
+                         overflow="fold")
     for r in results:
         status = r.status
         label = "would change" if (dry_run and status == Status.CHANGED) else status.value

@@ -41,6 +41,7 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
         target = Path(out) if out else Path("build/bundles") / cfg.cluster.name
         written = bundle.export(cfg, target, tar=tar, artifacts=Path(artifacts) if artifacts else None)
     out_ = console()
+    out_.print(f"config: {cfg.source} (cluster {cfg.cluster.name}, from {cfg.chosen_by})")
     for b in written:
         extra = f" + {b.tarball}" if b.tarball else ""
         out_.print(f"{b.node.name:<8} {cfg.role(b.node):<6} {b.path}/ ({len(b.files)} files){extra}")

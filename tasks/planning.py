@@ -9,7 +9,7 @@ from invoke.exceptions import Exit
 from llmfab import capacity
 from llmfab.deployment import Deployment, DeploymentError, build
 from llmfab.exits import ExitStatus
-from llmfab.models import UnknownModelError, load_model
+from llmfab.models import MODELS_DIR, MODELS_PATH_ENV, UnknownModelError, checkpoint_mismatch, load_model
 from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
@@ -67,7 +67,13 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
             raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
         result = capacity_plan(cfg, d, context_len or None)
     if result is None:
-        raise Exit(f"no model description for {cfg.model.id}: add one under llmfab/models/", code=int(ExitStatus.REFUSED))
+        raise Exit(f"no model description for {cfg.model.id}: describe it in a YAML file like those in "
+                   f"{MODELS_DIR}, in a directory named by ${MODELS_PATH_ENV}", code=int(ExitStatus.REFUSED))
+    notes = console(stderr=json_)
+    notes.print(f"config: {cfg.source} (cluster {cfg.cluster.name}, from {cfg.chosen_by})")
+    mismatch = checkpoint_mismatch(load_model(cfg.model.id), cfg.model.id, cfg.model.dtype)
+    if mismatch:
+        notes.print(f"[yellow]note: {mismatch}[/yellow]")
     if json_:
         print(json.dumps(result.as_dict(), indent=2))
     else:
