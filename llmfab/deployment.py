@@ -58,14 +58,18 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
         profile = engines.get_profile(name, version or (config.engine.version if same_engine else None))
     except (KeyError, ValueError) as e:
         raise DeploymentError(str(e).strip("'\"")) from None
-    wanted = {**engines.default_options(profile), **(config.engine.options if same_engine else {})}
+    given = config.engine.options if same_engine else {}
+    wanted = {**engines.default_options(profile), **layout_defaults(profile, config, given), **given}
     errors = engines.validate_options(profile, wanted)
     if errors:
         raise DeploymentError(f"engine.options for {profile.engine} {profile.version}: " + "; ".join(errors))
     options = engines.coerce_options(profile, wanted)
     errors = engines.check_parallelism(profile, options, len(config.nodes), config.gpu.per_node)
     if errors:
-        raise DeploymentError("; ".join(errors))
+        keys = [k for k in LAYOUT_KEYS[profile.engine] if k in profile.option_keys()]
+        raise DeploymentError("; ".join(errors) + f". Set {' / '.join(f'engine.options.{k}' for k in keys)} in "
+                              f"{config.source or 'the config'}, or leave them out: llmfab then uses every GPU "
+                              f"({layout_words(profile, config)})")
     launch = _launch(config, profile, options)
     errors = engines.check_launch(launch)
     if errors:
@@ -73,6 +77,37 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     fingerprint = _fingerprint(profile, launch)
     launch = replace(launch, labels={**launch.labels, "llmfab.fingerprint": fingerprint})
     return Deployment(config, profile, options, launch, fingerprint)
+
+
+# The options that shape the parallel layout, per engine.
+LAYOUT_KEYS = {
+    "vllm": ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"),
+    "sglang": ("tp_size", "pp_size", "ep_size", "dp_size", "attn_dp_size"),
+    "trtllm": ("tp_size", "pp_size", "ep_size"),
+}
+
+
+def layout_defaults(profile: EngineProfile, config: ClusterConfig, given: dict) -> dict:
+    """A layout over every GPU of this cluster, unless the config sets one.
+
+    vLLM: TP across a node's GPUs (NVLink), PP across nodes. SGLang and
+    TensorRT-LLM: one TP group over all GPUs (TensorRT-LLM: experts likewise).
+    """
+    if any(k in given for k in LAYOUT_KEYS[profile.engine]):
+        return {}
+    nodes, per_node = len(config.nodes), config.gpu.per_node
+    if profile.engine == "vllm":
+        layout = {"tensor_parallel_size": per_node, "pipeline_parallel_size": nodes}
+    else:
+        layout = {"tp_size": nodes * per_node, "pp_size": 1, "ep_size": nodes * per_node}
+    defaults = engines.default_options(profile)
+    return {k: v for k, v in layout.items() if k in defaults}
+
+
+def layout_words(profile: EngineProfile, config: ClusterConfig) -> str:
+    """The default layout of this cluster, in words."""
+    layout = layout_defaults(profile, config, {})
+    return ", ".join(f"{k}: {v}" for k, v in layout.items())
 
 
 def _launch(config: ClusterConfig, profile: EngineProfile, options: dict) -> Launch:

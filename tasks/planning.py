@@ -42,6 +42,7 @@ def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capa
         mem_fraction=float(opts.get(keys["fraction"]) or 0.9),
         context_len=int(context_len or opts.get(keys["context"]) or spec.max_context),
         engine=d.engine, max_total_tokens=opts.get(keys["cap"]) if "cap" in keys else None,
+        pp_supported=keys["pp"] in d.profile.option_keys(),
     )
 
 
@@ -78,5 +79,9 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
         print(json.dumps(result.as_dict(), indent=2))
     else:
         console().print(capacity.render_plan(result))
+        if result.suggestions and any("TP" in s for s in result.suggestions):
+            keys = LAYOUT[d.engine]
+            where = " and ".join(f"engine.options.{k}" for k in (keys["tp"], keys["pp"]) if k in d.profile.option_keys())
+            console().print(f"a layout is set with {where} in {cfg.source}")
     if result.verdict == "refuse":
         raise Exit(code=int(ExitStatus.REFUSED))
