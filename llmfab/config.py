@@ -367,6 +367,9 @@ class ClusterConfig(Section):
     def _empty_sections(cls, raw: Any) -> Any:
         # `mirrors:` with only commented keys under it is YAML null: it means "defaults".
         if isinstance(raw, dict):
+            inner = sorted(k for k in ("source", "chosen_by") if k in raw)
+            if inner:
+                raise ValueError(f"unknown top-level key(s): {', '.join(inner)} (llmfab fills these in itself)")
             return {k: ({} if v is None and k != "nodes" else v) for k, v in raw.items()}
         return raw
 

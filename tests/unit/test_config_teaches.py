@@ -53,3 +53,20 @@ def test_the_nvidia_docker_and_system_steps_fail_independently():
     text = render_phase(c, c.nodes[0], "prep")
     assert "LLMFAB_GROUPS=(build-prereqs=nvidia nvidia-driver=nvidia" in text
     assert "docker=docker container-toolkit=docker" in text
+
+
+def test_the_example_config_shows_every_key_of_the_schema():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "configs" / "h20-2x8.yaml").read_text()
+    sections = re.split(r"^(?=[a-z_]+:)", text, flags=re.M)
+    shown = {s.split(":", 1)[0]: set(re.findall(r"^\s*#?\s*-?\s*([a-z_0-9]+):", s, re.M)) for s in sections if s[:1].isalpha()}
+    for name, field in config.ClusterConfig.model_fields.items():
+        if name in ("source", "chosen_by"):
+            continue
+        keys = config.Node.model_fields if name == "nodes" else getattr(field.annotation, "model_fields", {})
+        assert name in shown, name
+        assert not set(keys) - shown[name], f"{name}: {sorted(set(keys) - shown[name])} not in the example config"
+    loaded = config.load(Path(__file__).resolve().parents[2] / "configs" / "h20-2x8.yaml")
+    assert loaded.cluster.name == "h20-2x8"
