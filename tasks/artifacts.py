@@ -13,7 +13,7 @@ from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
 
-from .options import EXAMPLE_CONFIG, task
+from .options import EXAMPLE_CONFIG, engine_name, task
 
 STYLE = {artifacts.FETCHED: "yellow", artifacts.CACHED: "green", artifacts.FAILED: "bold red"}
 
@@ -35,6 +35,8 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None):
     with reported_errors():
         refuse_hosts(c, "fetch-artifacts")
         cfg = load(config)
+        out_ = console()
+        out_.print(f"config: {cfg.source} (cluster {cfg.cluster.name}, from {cfg.chosen_by})")
         root = Path(cache) if cache else Path("build/artifacts") / cfg.cluster.name
         kinds = tuple(k.strip() for k in only.split(",")) if only else artifacts.KINDS
         unknown = [k for k in kinds if k not in artifacts.KINDS]
@@ -46,7 +48,7 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None):
         def show(o: artifacts.Outcome) -> None:
             out.print(Text(f"{o.status:<8}", style=STYLE[o.status]) + Text(f" {o.artifact.path}  ({o.detail})"))
 
-        outcomes = artifacts.fetch_all(cfg, root, engine=engine, only=kinds, progress=show)
+        outcomes = artifacts.fetch_all(cfg, root, engine=engine_name(engine), only=kinds, progress=show)
     failed = [o for o in outcomes if o.status == artifacts.FAILED]
     out.print(f"{len(outcomes)} artifact(s) in {root}/: {len(outcomes) - len(failed)} ready, {len(failed)} failed")
     if failed:
