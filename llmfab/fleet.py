@@ -69,7 +69,8 @@ class Fleet:
 
     def script_args(self, phase: str, dry_run: bool) -> list[str]:
         """The phase script's options: dry run, diffs, step output back to us, the node's own log."""
-        args = ["--output"]
+        # Step output comes back (--output) when there is a run log to keep it in.
+        args = ["--output"] if self.logs is not None else []
         if dry_run:
             args.append("--dry-run")
         if self.diff:
