@@ -114,3 +114,14 @@ def test_run_sh_all_stops_at_a_reboot_instead_of_deploying(exported):
     assert run.returncode == 5, run.stdout + run.stderr
     assert "REBOOT REQUIRED" in run.stdout and "reboot, then run: bash run.sh all" in run.stderr
     assert "== deploy" not in run.stdout
+
+
+def test_a_bundle_carries_its_own_undo(exported):
+    fleet, _, out = exported
+    host = fleet.hosts[0]
+    copy_into(host, out / host.name, "/root/bundle")
+    assert run_sh(host, "prep").returncode == 0
+    undone = run_sh(host, "undo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert not host.exists(NOFILE_PATH) and not host.exists(SYSCTL_PATH)
+    assert "changed=0" in run_sh(host, "undo").stdout
