@@ -167,6 +167,10 @@ class Fleet:
         result.unreachable = True
         return None
 
+    def close_connection(self, conn: Connection) -> None:
+        """Close a connection from open_connection (and the jump hosts it went through)."""
+        self._close(conn)
+
     def _close(self, conn: Connection) -> None:
         with self._lock:
             if conn in self._open:

@@ -19,9 +19,9 @@ from rich.text import Text
 from . import config as config_mod
 from .config import ClusterConfig, Node
 from .errors import ConfigError, LlmfabError, UsageError
+from .confirm import confirm
 from .exits import ExitStatus
 from .fleet import Fleet
-from .confirm import confirm
 from .output import Reporter, console, recap
 from .results import HostResult, overall_failed
 from .runlog import RunLogs

@@ -37,7 +37,7 @@ def ping_one(session: Session, node) -> HostResult:
     except Exception as e:  # report, never traceback: this is the "what is wrong" command
         result.error = f"logged in, but the probe failed: {type(e).__name__}: {e}"
     finally:
-        session.fleet._close(conn)
+        session.fleet.close_connection(conn)
     return result
 
 
