@@ -16,7 +16,7 @@ from llmfab.results import HostResult
 from llmfab.errors import UsageError
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
-from .options import DRY_RUN, SSH, VERBOSE, YES, engine_name, task
+from .options import DRY_RUN, SSH, VERBOSE, YES, engine_name, engine_version, task
 from .planning import capacity_plan
 
 ENGINE = "vllm | sglang | trtllm (default: engine.name in the config)"
@@ -27,6 +27,7 @@ def choose_engine(session: Session, engine: str | None, version: str | None) -> 
     """Point the session's config at ENGINE; options in the config belong to its own engine only."""
     current = session.config.engine
     engine = engine_name(engine)
+    engine_version(engine or current.name, version)
     if engine and engine != current.name:
         if current.options:
             session.reporter.out.print(Text(

@@ -70,3 +70,15 @@ def engine_name(engine: str | None) -> str | None:
         raise UsageError(f"--engine {engine}: not an engine llmfab knows; use one of {', '.join(ENGINES)}"
                          + (f" (did you mean {close[0]}?)" if close else ""))
     return engine
+
+
+def engine_version(engine: str, version: str | None) -> str | None:
+    """VERSION from --version, checked against ENGINE's profiles: a typo stops with the versions that exist."""
+    from llmfab.engines import list_versions
+
+    known = list_versions(engine)
+    if version and version not in known:
+        close = difflib.get_close_matches(version, known, n=1)
+        raise UsageError(f"--version {version}: no {engine} profile of that version; known: {', '.join(known)}"
+                         + (f" (did you mean {close[0]}?)" if close else ""))
+    return version

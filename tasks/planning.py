@@ -14,7 +14,7 @@ from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
 
-from .options import EXAMPLE_CONFIG, engine_name, task
+from .options import EXAMPLE_CONFIG, engine_name, engine_version, task
 
 # Where each engine keeps the figures the planner needs, by option name.
 LAYOUT = {
@@ -47,9 +47,10 @@ def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capa
 
 
 @task(help={"config": EXAMPLE_CONFIG, "engine": "vllm | sglang | trtllm (default: the config's)",
+            "version": "engine version profile, e.g. v0.8.5 (default: the config's, else the runbook's pin)",
             "context-len": "tokens of one full-length request (default: the engine's context option)",
             "json": "print the figures as JSON"})
-def plan(c, config=None, engine=None, context_len=0, json_=False):
+def plan(c, config=None, engine=None, version=None, context_len=0, json_=False):
     """Check that the model fits the GPUs: weights, KV cache, concurrent full-length requests.
 
     Needs no hosts. Refuses (exit 3) a layout that cannot fit, with the reason
@@ -63,7 +64,8 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
         refuse_hosts(c, "plan")
         cfg = load(config)
         try:
-            d = build(cfg, engine_name(engine))
+            name = engine_name(engine) or cfg.engine.name
+            d = build(cfg, name, engine_version(name, version))
         except DeploymentError as e:
             raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
         result = capacity_plan(cfg, d, context_len or None)

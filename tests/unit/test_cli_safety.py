@@ -214,3 +214,8 @@ def test_a_bundle_without_artifacts_says_it_will_download_from_the_internet(tmp_
     run = fab("export-bundle", "--config", str(REPO / EXAMPLE), "--out", str(tmp_path / "b"), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "no --artifacts: these bundles download from the internet" in run.stdout
+
+
+def test_an_unknown_engine_version_is_a_usage_error_with_the_nearest(tmp_path):
+    run = fab("plan", "--config", str(REPO / EXAMPLE), "--version", "v0.8", cwd=tmp_path)
+    assert run.returncode == 2 and "did you mean v0.8.5?" in run.stderr
