@@ -22,6 +22,7 @@ from fabric import Config, Connection
 
 from . import sshconfig
 from .config import ClusterConfig, Node
+from .errors import UsageError
 from .sshconfig import Target, node_target
 
 _known_hosts_lock = threading.Lock()
@@ -82,6 +83,10 @@ class SSHOptions:
         if overrides.get("identity_files"):
             overrides["identity_files"] = tuple(os.path.expanduser(p) for p in overrides["identity_files"])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        missing = [p for p in values["identity_files"] if not os.path.isfile(p)]
+        if missing:
+            raise UsageError(f"SSH key {', '.join(missing)} does not exist (ssh.identity_file in {config.source}, "
+                             "or fab -i): fix the path, or drop it to use ~/.ssh/config and ssh-agent")
         return cls(**values)
 
 

@@ -84,7 +84,9 @@ def _target(alias: str, user: Optional[str], port: Optional[int], identity_files
         notes.append(f"HostName {found['hostname']}")
     final_user = user or found.get("user") or default_user
     final_port = port or int(found.get("port", 22))
-    keys = identity_files or tuple(os.path.expanduser(k) for k in found.get("identityfile", []))
+    # Like OpenSSH, an IdentityFile that does not exist is skipped (paramiko would fail on it).
+    keys = identity_files or tuple(k for k in (os.path.expanduser(k) for k in found.get("identityfile", []))
+                                   if os.path.isfile(k))
     jump = None
     proxy_command = None
     proxy_jump = found.get("proxyjump")

@@ -40,6 +40,9 @@ def cluster(**ssh) -> config_mod.ClusterConfig:
 @pytest.fixture
 def parsed(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    for key in ("gpu_key", "bastion_key"):
+        (tmp_path / ".ssh" / key).write_text("a key\n")
     return paramiko.SSHConfig.from_text(SSH_CONFIG)
 
 
@@ -116,3 +119,18 @@ def test_the_config_file_setting_and_dash_s_choose_which_file_is_read(tmp_path):
 ])
 def test_a_proxyjump_hop_is_split_into_user_host_and_port(hop, parts):
     assert sshconfig._split_hop(hop) == parts
+
+
+def test_an_identity_file_in_the_ssh_config_that_does_not_exist_is_skipped_like_openssh_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    parsed = paramiko.SSHConfig.from_text("Host 10.1.0.1\n  IdentityFile ~/.ssh/absent\n")
+    c = cluster()
+    assert sshconfig.node_target(c, c.nodes[0], parsed).identity_files == ()
+
+
+def test_a_named_key_that_does_not_exist_stops_before_any_connection(tmp_path):
+    c = cluster(identity_file=str(tmp_path / "nope"))
+    with pytest.raises(UsageError, match="does not exist"):
+        SSHOptions.from_config(c)
+    with pytest.raises(UsageError, match="fab -i"):
+        SSHOptions.from_config(cluster(), identity_files=[str(tmp_path / "nope")])
