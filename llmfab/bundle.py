@@ -30,7 +30,8 @@ from .steps import PHASES
 from .steps.preflight import expect
 from .steps.system import identity
 
-BUNDLE_PHASES = ("prep", "check", "deploy", "smoke", "status", "logs", "stop", "model", "model-verify", "webui", "stop-webui")
+BUNDLE_PHASES = ("prep", "check", "deploy", "smoke", "status", "logs", "stop", "model", "model-verify", "webui", "stop-webui",
+                 "undo")
 PACKAGE = Path(__file__).resolve().parent
 # The preflight judge runs on the node with its own python3: the same module fab uses.
 CHECK_LIBRARY = ["__init__.py", "checks.py", "cuda.py", "facts/__init__.py", "facts/base.py", "facts/fabricmanager.py",

@@ -213,11 +213,13 @@ def _memory_problems(p: CapacityPlan, rules: EngineRules, min_full: float,
 
 
 def _nodes_needed(spec: ModelSpec, rules: EngineRules, args: dict, nodes: int, gpus_per_node: int,
-                  min_full: float) -> Optional[tuple[int, int, int]]:
+                  min_full: float, pp_supported: bool = True) -> Optional[tuple[int, int, int]]:
     """The fewest nodes (with TP, PP) that hold ``min_full`` full-length requests, up to 8 more."""
     for n in range(nodes + 1, nodes + 9):
         gpus = n * gpus_per_node
-        for tp, pp in ((args["tp"], gpus // args["tp"]), (gpus // args["pp"], args["pp"])):
+        candidates = ((args["tp"], gpus // args["tp"]), (gpus // args["pp"], args["pp"])) if pp_supported \
+            else ((gpus, 1),)
+        for tp, pp in candidates:
             if tp * pp != gpus or _layout_problems(spec, n, gpus_per_node, tp, pp):
                 continue
             if _memory(spec, rules, **{**args, "tp": tp, "pp": pp})["full_requests"] >= min_full:
@@ -246,7 +248,7 @@ def _suggest(spec: ModelSpec, p: CapacityPlan, rules: EngineRules, args: dict, m
     ceiling = 1 - p.overhead_gb / p.gpu_mem_gb if rules.fraction_of == "static" else MAX_SUGGESTED_FRACTION
     if p.mem_fraction < needed <= min(ceiling, MAX_SUGGESTED_FRACTION):
         out.append(f"raise {rules.fraction_flag} to {math.ceil(needed * 100) / 100:.2f}")
-    more = _nodes_needed(spec, rules, args["layout"], p.nodes, p.gpus_per_node, min_full)
+    more = _nodes_needed(spec, rules, args["layout"], p.nodes, p.gpus_per_node, min_full, args["pp_supported"])
     if more:
         out.append(f"add nodes: {more[0]} x {p.gpus_per_node} GPUs as TP{more[1]} x PP{more[2]}")
     return out
@@ -255,7 +257,8 @@ def _suggest(spec: ModelSpec, p: CapacityPlan, rules: EngineRules, args: dict, m
 def plan(spec: ModelSpec, *, dtype: str, kv_dtype: str, nodes: int, gpus_per_node: int, gpu_mem_gb: float,
          tp: int, pp: int, mem_fraction: float, context_len: int, engine: str,
          overhead_gb: float = DEFAULT_OVERHEAD_GB, max_total_tokens: Optional[int] = None,
-         min_full_requests: float = DEFAULT_MIN_FULL_REQUESTS, min_kv_gb: float = DEFAULT_MIN_KV_GB) -> CapacityPlan:
+         min_full_requests: float = DEFAULT_MIN_FULL_REQUESTS, min_kv_gb: float = DEFAULT_MIN_KV_GB,
+         pp_supported: bool = True) -> CapacityPlan:
     """Plan one layout of ``spec`` and judge it ok, warn or refuse.
 
     dtype: checkpoint weights, fp8 or bf16. kv_dtype: KV cache, bf16/fp16 or fp8.
@@ -287,11 +290,11 @@ def plan(spec: ModelSpec, *, dtype: str, kv_dtype: str, nodes: int, gpus_per_nod
         max_total_tokens=max_total_tokens, pool_tokens=m["pool"], full_requests=m["full_requests"],
         verdict="ok", reasons=[], suggestions=[], notes=_notes(spec, rules, tp, pp, engine, gpu_mem_gb),
     )
-    return _judge(spec, p, rules, layout, min_full_requests, min_kv_gb)
+    return _judge(spec, p, rules, layout, min_full_requests, min_kv_gb, pp_supported)
 
 
 def _judge(spec: ModelSpec, p: CapacityPlan, rules: EngineRules, layout: dict, min_full: float,
-           min_kv_gb: float) -> CapacityPlan:
+           min_kv_gb: float, pp_supported: bool = True) -> CapacityPlan:
     """Fill in verdict, reasons and suggestions."""
     layout_refuse = _layout_problems(spec, p.nodes, p.gpus_per_node, p.tp, p.pp)
     too_long = p.context_len > spec.max_context
@@ -305,22 +308,24 @@ def _judge(spec: ModelSpec, p: CapacityPlan, rules: EngineRules, layout: dict, m
     verdict: Verdict = "refuse" if refuse else "warn" if warn else "ok"
     suggestions = []
     if layout_refuse:  # memory advice about a layout that cannot start would mislead
-        suggestions = [_valid_layouts(spec, p)] if len(layout_refuse) > too_long else []
+        suggestions = [_valid_layouts(spec, p, pp_supported)] if len(layout_refuse) > too_long else []
         if too_long:
             suggestions.append(f"set {rules.context_flag} to {spec.max_context:,} or less")
     elif verdict != "ok":
         args = {"mem": layout["mem"], "overhead": layout["overhead"], "weights": p.weights_per_gpu_gb * GB,
-                "layout": layout, "min_kv": min_kv_gb * GB}
+                "layout": layout, "min_kv": min_kv_gb * GB, "pp_supported": pp_supported}
         suggestions = _suggest(spec, p, rules, args, min_full)
     return p.model_copy(update={"verdict": verdict, "reasons": refuse + warn, "suggestions": suggestions})
 
 
-def _valid_layouts(spec: ModelSpec, p: CapacityPlan) -> str:
-    """Name the TP x PP layouts that use every GPU of this cluster."""
+def _valid_layouts(spec: ModelSpec, p: CapacityPlan, pp_supported: bool = True) -> str:
+    """Name the TP x PP layouts that use every GPU of this cluster (PP1 only for an engine without PP)."""
     layouts = [f"TP{tp} x PP{p.gpus // tp}" for tp in range(p.gpus, 0, -1)
-               if p.gpus % tp == 0 and not _layout_problems(spec, p.nodes, p.gpus_per_node, tp, p.gpus // tp)]
+               if p.gpus % tp == 0 and (pp_supported or tp == p.gpus)
+               and not _layout_problems(spec, p.nodes, p.gpus_per_node, tp, p.gpus // tp)]
     if not layouts:
-        return f"no TP x PP layout of {p.gpus} GPUs suits {spec.name}"
+        return (f"no TP x PP layout of {p.gpus} GPUs suits {spec.name}"
+                + ("" if pp_supported else f" with {p.engine}, which has no pipeline parallelism: change the node count"))
     return f"use a layout of all {p.gpus} GPUs: {', '.join(layouts[:4])}"
 
 
@@ -370,7 +375,8 @@ def render_plan(p: CapacityPlan) -> Group:
                         f"x {p.gpu_mem_gb:g} GB, {p.engine} TP{p.tp} x PP{p.pp}",
                   caption="GB = 10^9 bytes (1 GiB = 1.074 GB); per GPU unless stated")
     for column, justify in (("figure", "left"), ("value", "right"), ("unit", "left"), ("how", "left")):
-        table.add_column(column, justify=justify)
+        # Long flag names wrap inside the cell rather than being cut at 80 columns.
+        table.add_column(column, justify=justify, overflow="fold")
     rows = [
         ("memory budget", f"{p.budget_gb:.2f}", "GB", f"{p.mem_fraction:.2f} via {p.fraction_flag}"),
         ("weights, all GPUs", f"{p.weights_total_gb:,.1f}", "GB", f"{p.dtype} checkpoint"),

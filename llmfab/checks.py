@@ -425,10 +425,13 @@ def _float(text: str) -> Optional[float]:
         return None
 
 
-def as_json(nodes: list[NodeReport], cluster: list[Check]) -> str:
+def as_json(nodes: list[NodeReport], cluster: list[Check], unreachable: dict[str, str] | None = None) -> str:
+    """The report as JSON; nodes that could not be checked are listed with why, and count as failed."""
+    unreachable = unreachable or {}
     return json.dumps({"nodes": {n.node: [asdict(c) for c in n.checks] for n in nodes},
                        "cluster": [asdict(c) for c in cluster],
-                       "failed": failed(nodes, cluster)}, indent=2)
+                       "unreachable": unreachable,
+                       "failed": failed(nodes, cluster) or bool(unreachable)}, indent=2)
 
 
 def failed(nodes: list[NodeReport], cluster: list[Check]) -> bool:
@@ -463,7 +466,8 @@ def main(argv: list[str]) -> int:
         if parts[:2] == ["@@llmfab", "fact"] and len(parts) >= 6:
             outs[parts[3]] = (int(parts[4]), base64.b64decode(parts[5]).decode(errors="replace"))
     report = judge_node(argv[1], expect, outs)
-    print(report_text(report))
+    # Inside a bundle the fixes name run.sh's commands, not fab's.
+    print(re.sub(r"\bfab (prep|deploy|model)\b", r"run.sh \1", report_text(report)))
     bad = any(c.status == FAIL for c in report.checks)
     counts = {s: sum(c.status == s for c in report.checks) for s in (PASS, WARN, FAIL)}
     print(f"{argv[1]}: pass={counts[PASS]} warn={counts[WARN]} fail={counts[FAIL]}")

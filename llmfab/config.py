@@ -6,7 +6,6 @@ error: the file, the field (``nodes[1].address``) and the fix.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -16,7 +15,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, Problem
+from .config_errors import problem
+from .errors import ConfigError, Problem, UsageError
 
 CONFIG_ENV = "LLMFAB_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "h20-2x8.yaml"
@@ -57,6 +57,9 @@ class SSHSettings(Section):
     user: str = "root"
     port: int = Field(22, ge=1, le=65535)
     identity_file: Optional[str] = None
+    # The operator's OpenSSH config: HostName, User, Port, IdentityFile, ProxyJump
+    # for each node's address; null reads none. Values set here win over it.
+    config_file: Optional[str] = "~/.ssh/config"
     known_hosts: str = "~/.ssh/known_hosts"
     # Trust-on-first-use: accept and record keys of hosts not yet in known_hosts.
     accept_new_host_keys: bool = False
@@ -89,13 +92,15 @@ class Node(Section):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
+        # The engines' launch commands (Ray, --dist-init-addr, NCCL/Gloo) need each
+        # node's IPv4 on the cluster network; a name for SSH belongs in ~/.ssh/config.
         try:
-            return str(ipaddress.ip_address(v))
+            return str(ipaddress.IPv4Address(v))
         except ValueError:
             pass
-        if not HOSTNAME_RE.match(v):
-            raise ValueError("not an IP address or DNS name")
-        return v
+        if HOSTNAME_RE.match(v):
+            raise ValueError(f"{v!r} is a name: llmfab needs the node's IPv4 address on the cluster network")
+        raise ValueError("not an IPv4 address")
 
     @field_validator("user")
     @classmethod
@@ -159,6 +164,20 @@ VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}$")
 URL_RE = re.compile(r"^(https?|file)://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$")
 
 
+# CUDA local installer -> the driver it bundles (NVIDIA's cuda_<cuda>_<driver>_linux.run names).
+CUDA_INSTALLER_DRIVERS = {
+    "11.8.0": "520.61.05",
+    "12.0.0": "525.60.13", "12.0.1": "525.85.12",
+    "12.1.0": "530.30.02", "12.1.1": "530.30.02",
+    "12.2.0": "535.54.03", "12.2.1": "535.86.10", "12.2.2": "535.104.05",
+    "12.3.0": "545.23.06", "12.3.1": "545.23.08", "12.3.2": "545.23.08",
+    "12.4.0": "550.54.14", "12.4.1": "550.54.15",
+    "12.5.0": "555.42.02", "12.5.1": "555.42.06",
+    "12.6.0": "560.28.03", "12.6.1": "560.35.03", "12.6.2": "560.35.03", "12.6.3": "560.35.05",
+    "12.8.0": "570.86.10", "12.8.1": "570.124.06",
+}
+
+
 def _version(v: str) -> str:
     if not VERSION_RE.match(v):
         raise ValueError("expected a dotted version such as 550.54.14")
@@ -190,12 +209,30 @@ class Nvidia(Section):
     # Required to run a downloaded installer (llmfab could verify none to ship);
     # a file:// installer, or a bundle's (pinned by SHA256SUMS), may go without.
     installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
+    # false: the driver alone (NVIDIA's driver-only installer), no host CUDA toolkit:
+    # containerised engines bring their own CUDA.
+    cuda_toolkit: bool = True
     fabricmanager: bool = True
     peermem: bool = True
     nvitop: bool = True
 
     _v = field_validator("driver_version", "cuda_version")(classmethod(lambda cls, v: _version(v)))
     _u = field_validator("installer_url")(classmethod(lambda cls, v: _exec_url(v)))
+
+    @model_validator(mode="after")
+    def _published_pair(self) -> "Nvidia":
+        # NVIDIA's CUDA local installer exists only for the driver it bundles.
+        if self.enabled and self.cuda_toolkit and self.installer_url is None:
+            bundled = CUDA_INSTALLER_DRIVERS.get(self.cuda_version)
+            if bundled is not None and bundled != self.driver_version:
+                raise ValueError(
+                    f"NVIDIA publishes no cuda_{self.cuda_version}_{self.driver_version}_linux.run: CUDA "
+                    f"{self.cuda_version}'s installer bundles driver {bundled}"
+                )
+            if bundled is None:
+                raise ValueError(f"CUDA {self.cuda_version} is not in llmfab's table of NVIDIA installers "
+                                 f"(known: {', '.join(CUDA_INSTALLER_DRIVERS)})")
+        return self
 
     @property
     def driver_branch(self) -> str:
@@ -207,13 +244,17 @@ class Nvidia(Section):
 
     @property
     def installer_name(self) -> str:
+        if not self.cuda_toolkit:
+            return f"NVIDIA-Linux-x86_64-{self.driver_version}.run"
         return f"cuda_{self.cuda_version}_{self.driver_version}_linux.run"
 
     @property
     def installer(self) -> str:
-        return self.installer_url or (
-            f"https://developer.download.nvidia.com/compute/cuda/{self.cuda_version}/local_installers/{self.installer_name}"
-        )
+        if self.installer_url:
+            return self.installer_url
+        if not self.cuda_toolkit:
+            return f"https://us.download.nvidia.com/tesla/{self.driver_version}/{self.installer_name}"
+        return f"https://developer.download.nvidia.com/compute/cuda/{self.cuda_version}/local_installers/{self.installer_name}"
 
 
 class Docker(Section):
@@ -374,12 +415,16 @@ class ClusterConfig(Section):
 
     # Filled in by load(); not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)
+    chosen_by: Optional[str] = Field(None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _empty_sections(cls, raw: Any) -> Any:
         # `mirrors:` with only commented keys under it is YAML null: it means "defaults".
         if isinstance(raw, dict):
+            inner = sorted(k for k in ("source", "chosen_by") if k in raw)
+            if inner:
+                raise ValueError(f"unknown top-level key(s): {', '.join(inner)} (llmfab fills these in itself)")
             return {k: ({} if v is None and k != "nodes" else v) for k, v in raw.items()}
         return raw
 
@@ -426,30 +471,49 @@ class ClusterConfig(Section):
         return "head" if node.name == self.head.name else "worker"
 
 
-# Fixes shown under an error, by the last part of the field's path.
-FIXES = {
-    "nodes": "list the cluster's machines under `nodes:`, each with `name:` and `address:`",
-    "address": "give each node an `address:`: its IPv4 address (or DNS name) on the cluster network",
-    "name": "use a short lowercase name such as n1",
-    "head": "set `cluster.head:` to one of the node names, or drop it (the first node is the head)",
-    "interface": "set `network.interface:` to the NIC the nodes talk over, e.g. bond0",
-    "nccl_ib_hca": "list compute HCAs like [mlx5_0, mlx5_1] (see `ibstat`)",
-    "path": "use the absolute model directory, e.g. /mnt/share/deepseek-ai/DeepSeek-R1",
-    "port": "use a TCP port number between 1 and 65535",
-    "user": "use the SSH login name, e.g. root or ubuntu",
-}
+# A config file in the working directory counts as named: `cd mycluster && fab prep`.
+LOCAL_CONFIGS = ("llmfab.yaml", "llmfab.yml")
+NO_CONFIG_FIX = (
+    "name the cluster: `fab TASK --config PATH` (after the task name), or set "
+    f"{CONFIG_ENV}=PATH, or put llmfab.yaml in the working directory. "
+    "Start from the example: cp configs/h20-2x8.yaml llmfab.yaml, then edit `nodes:`"
+)
 
 
-def load(path: str | os.PathLike | None = None) -> ClusterConfig:
-    """Load and validate a config; the path defaults to $LLMFAB_CONFIG, then configs/h20-2x8.yaml."""
-    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+def resolve(path: str | os.PathLike | None = None, *, example_ok: bool = True) -> tuple[Path, str]:
+    """The config file to use and how it was chosen: --config, $LLMFAB_CONFIG, ./llmfab.yaml, the example.
+
+    Tasks that touch hosts pass ``example_ok=False``: they never fall back to the
+    built-in example cluster, whose addresses are somebody else's machines.
+    """
+    if path:
+        return Path(path).expanduser(), "--config"
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser(), f"${CONFIG_ENV}"
+    for name in LOCAL_CONFIGS:
+        if Path(name).is_file():
+            return Path(name), "working directory"
+    if example_ok:
+        return DEFAULT_CONFIG, "built-in example"
+    raise UsageError(f"this task connects to hosts, and no config names them (llmfab never falls back to the "
+                     f"example cluster's addresses for that).\n  fix: {NO_CONFIG_FIX}")
+
+
+def load(path: str | os.PathLike | None = None, *, example_ok: bool = True) -> ClusterConfig:
+    """Load and validate a config; the path comes from ``resolve``."""
+    chosen, how = resolve(path, example_ok=example_ok)
     try:
         raw = yaml.safe_load(chosen.read_text())
     except FileNotFoundError:
-        raise ConfigError(str(chosen), [Problem("", "file not found", f"pass --config PATH or set {CONFIG_ENV}")])
+        raise ConfigError(str(chosen), [Problem("", f"file not found (named by {how})",
+                                                f"check the path, or pass --config PATH or set {CONFIG_ENV}")])
+    except IsADirectoryError:
+        raise ConfigError(str(chosen), [Problem("", "is a directory", "name the YAML file itself")])
     except yaml.YAMLError as e:
         raise ConfigError(str(chosen), [Problem("", f"not valid YAML: {e}", "fix the YAML syntax at the line shown")])
-    return parse(raw, str(chosen))
+    config = parse(raw, str(chosen))
+    config.chosen_by = how
+    return config
 
 
 def parse(raw: Any, source: str = "<config>") -> ClusterConfig:
@@ -459,64 +523,6 @@ def parse(raw: Any, source: str = "<config>") -> ClusterConfig:
     try:
         config = ClusterConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(source, [_problem(err, raw) for err in e.errors()]) from None
+        raise ConfigError(source, [problem(err, raw, ClusterConfig) for err in e.errors()]) from None
     config.source = source
     return config
-
-
-def _problem(err: dict, raw: dict) -> Problem:
-    loc = err["loc"]
-    field = _dotted(loc)
-    message = err["msg"].removeprefix("Value error, ")
-    last = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
-    if err["type"] == "extra_forbidden":
-        parent = _lookup(raw, loc[:-1])
-        known = _known_keys(loc[:-1])
-        close = difflib.get_close_matches(last, known, n=1)
-        hint = f"did you mean `{close[0]}`?" if close else f"known keys here: {', '.join(sorted(known))}"
-        return Problem(field, "unknown key", f"remove it or fix the spelling ({hint})" if parent is not None else hint)
-    if err["type"] == "missing":
-        return Problem(field, "required field is missing", FIXES.get(last, f"add `{last}:`"))
-    if not loc:
-        return Problem("(cluster)", message, _shape_fix(message))
-    return Problem(field, message, FIXES.get(last, "see the comments in configs/h20-2x8.yaml for the expected value"))
-
-
-def _shape_fix(message: str) -> str:
-    if "duplicate" in message:
-        return "give every node a unique name and address"
-    if "head" in message:
-        return FIXES["head"]
-    return "see configs/h20-2x8.yaml"
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _lookup(raw: Any, loc: tuple) -> Any:
-    for part in loc:
-        try:
-            raw = raw[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return raw
-
-
-def _known_keys(loc: tuple) -> list[str]:
-    model: Any = ClusterConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        model = field.annotation
-        # list[Node] / Optional[X]: unwrap to the model inside.
-        for arg in getattr(model, "__args__", ()) or ():
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                model = arg
-    return list(getattr(model, "model_fields", {}).keys())

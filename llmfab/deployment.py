@@ -60,15 +60,19 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     except (KeyError, ValueError) as e:
         raise DeploymentError(str(e).strip("'\"")) from None
     _driver_runs_image(config, profile)
-    wanted = {**engines.default_options(profile), **engines.reasoning_options(profile, _model_name(config)),
-              **(config.engine.options if same_engine else {})}
+    given = config.engine.options if same_engine else {}
+    wanted = {**engines.default_options(profile), **layout_defaults(profile, config, given),
+              **engines.reasoning_options(profile, _model_name(config)), **given}
     errors = engines.validate_options(profile, wanted)
     if errors:
         raise DeploymentError(f"engine.options for {profile.engine} {profile.version}: " + "; ".join(errors))
     options = engines.coerce_options(profile, wanted)
     errors = engines.check_parallelism(profile, options, len(config.nodes), config.gpu.per_node)
     if errors:
-        raise DeploymentError("; ".join(errors))
+        keys = [k for k in LAYOUT_KEYS[profile.engine] if k in profile.option_keys()]
+        raise DeploymentError("; ".join(errors) + f". Set {' / '.join(f'engine.options.{k}' for k in keys)} in "
+                              f"{config.source or 'the config'}, or leave them out: llmfab then uses every GPU "
+                              f"({layout_words(profile, config)})")
     launch = _launch(config, profile, options)
     errors = engines.check_launch(launch)
     if errors:
@@ -101,6 +105,37 @@ def _driver_runs_image(config: ClusterConfig, profile: EngineProfile) -> None:
         f"nvidia.driver_version is {driver} (CUDA {cuda.driver_cuda(driver)}). Fix: set nvidia.driver_version "
         f"and nvidia.cuda_version to a {cuda.min_driver_branch(profile.cuda_requires)}+ release"
         + (f", or engine.version to {' or '.join(others)}" if others else "") + f" (rule: {cuda.SOURCE})")
+
+
+# The options that shape the parallel layout, per engine.
+LAYOUT_KEYS = {
+    "vllm": ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"),
+    "sglang": ("tp_size", "pp_size", "ep_size", "dp_size", "attn_dp_size"),
+    "trtllm": ("tp_size", "pp_size", "ep_size"),
+}
+
+
+def layout_defaults(profile: EngineProfile, config: ClusterConfig, given: dict) -> dict:
+    """A layout over every GPU of this cluster, unless the config sets one.
+
+    vLLM: TP across a node's GPUs (NVLink), PP across nodes. SGLang and
+    TensorRT-LLM: one TP group over all GPUs (TensorRT-LLM: experts likewise).
+    """
+    if any(k in given for k in LAYOUT_KEYS[profile.engine]):
+        return {}
+    nodes, per_node = len(config.nodes), config.gpu.per_node
+    if profile.engine == "vllm":
+        layout = {"tensor_parallel_size": per_node, "pipeline_parallel_size": nodes}
+    else:
+        layout = {"tp_size": nodes * per_node, "pp_size": 1, "ep_size": nodes * per_node}
+    defaults = engines.default_options(profile)
+    return {k: v for k, v in layout.items() if k in defaults}
+
+
+def layout_words(profile: EngineProfile, config: ClusterConfig) -> str:
+    """The default layout of this cluster, in words."""
+    layout = layout_defaults(profile, config, {})
+    return ", ".join(f"{k}: {v}" for k, v in layout.items())
 
 
 def _launch(config: ClusterConfig, profile: EngineProfile, options: dict) -> Launch:

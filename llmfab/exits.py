@@ -11,4 +11,6 @@ class ExitStatus(IntEnum):
     CONFIG_INVALID = 2
     # A preflight or capacity check refused the layout before anything ran.
     REFUSED = 3
+    # A run that would change hosts was not confirmed (no --yes, answer not yes).
+    NOT_CONFIRMED = 4
     INTERRUPTED = 130

@@ -19,9 +19,10 @@ import paramiko
 from fabric import Connection
 
 from .config import ClusterConfig, Node
-from .results import HostResult, Status, StepResult, parse_record, step_result
+from .results import HostResult, Status, StepResult, b64, parse_record, step_result
+from .runlog import RunLogs
 from .script import render_phase
-from .ssh import SSHOptions, UnknownHostKey, connect, run_script, stop_group
+from .ssh import SSHOptions, UnknownHostKey, close, connect, run_script, stop_group
 
 
 class Progress(Protocol):
@@ -31,6 +32,8 @@ class Progress(Protocol):
     def step_started(self, node: Node, step: str) -> None: ...
     def step_progress(self, node: Node, step: str, message: str) -> None: ...
     def step_done(self, node: Node, result: StepResult) -> None: ...
+    def step_output(self, node: Node, step: str, line: str) -> None: ...
+    def step_diff(self, node: Node, path: str, diff: str) -> None: ...
     def host_done(self, result: HostResult) -> None: ...
 
 
@@ -42,15 +45,23 @@ class Interrupted(KeyboardInterrupt):
         self.detail = detail
 
 
+# Phases that only read: they leave no log file on the node ("changes nothing").
+READ_ONLY_PHASES = {"check", "status", "logs", "smoke", "model-verify"}
+NODE_LOG_DIR = "/var/log/llmfab"
+
+
 class Fleet:
     """The hosts of one run, and the bound on how many are worked at once."""
 
-    def __init__(self, config: ClusterConfig, nodes: list[Node], options: SSHOptions, parallel: int, progress: Progress):
+    def __init__(self, config: ClusterConfig, nodes: list[Node], options: SSHOptions, parallel: int, progress: Progress,
+                 logs: Optional[RunLogs] = None, diff: bool = False):
         self.config = config
         self.nodes = nodes
         self.options = options
         self.parallel = max(1, parallel)
         self.progress = progress
+        self.logs = logs
+        self.diff = diff
         self._open: list[Connection] = []
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
@@ -62,8 +73,23 @@ class Fleet:
     def run_phase(self, phase: str, dry_run: bool = False) -> list[HostResult]:
         """Render PHASE for every node and run it on all of them in parallel."""
         scripts = {n.name: render_phase(self.config, n, phase) for n in self.nodes}
-        args = ["--dry-run"] if dry_run else []
+        args = self.script_args(phase, dry_run)
+        if self.logs is not None:
+            for node in self.nodes:
+                self.logs.begin(node.name, phase + (" (dry run)" if dry_run else ""), args)
         return self.map(lambda node: self._run_on(node, scripts[node.name], args))
+
+    def script_args(self, phase: str, dry_run: bool) -> list[str]:
+        """The phase script's options: dry run, diffs, step output back to us, the node's own log."""
+        # Step output comes back (--output) when there is a run log to keep it in.
+        args = ["--output"] if self.logs is not None else []
+        if dry_run:
+            args.append("--dry-run")
+        if self.diff:
+            args.append("--diff")
+        if not dry_run and phase not in READ_ONLY_PHASES and self.logs is not None:
+            args.append(f"--log={NODE_LOG_DIR}/{phase}-{self.logs.stamp}.log")
+        return args
 
     def map(self, job: Callable[[Node], HostResult]) -> list[HostResult]:
         """Run JOB for each node in the pool; results keep the nodes' order."""
@@ -94,7 +120,7 @@ class Fleet:
         with self._lock:
             for conn in self._open:
                 try:
-                    conn.close()
+                    close(conn)
                 except Exception:  # closing is best effort while interrupted
                     pass
 
@@ -105,6 +131,8 @@ class Fleet:
         except Exception as e:  # a bug in one host's job must not hide the others' results
             result = HostResult(node.name, node.address, error=f"internal error: {type(e).__name__}: {e}")
         result.seconds = time.monotonic() - start
+        if self.logs is not None:
+            self.logs.end(result)
         self.progress.host_done(result)
         return result
 
@@ -175,7 +203,8 @@ class Fleet:
         except (socket.timeout, TimeoutError):
             result.error = f"no answer within {self.options.connect_timeout}s (ssh.connect_timeout)"
         except (paramiko.SSHException, OSError, EOFError) as e:
-            result.error = f"cannot connect: {_oneline(e)}"
+            result.error = (f"cannot connect: {_oneline(e)} (check the node's address and ssh.port / per-node port, "
+                            "that sshd runs and no firewall blocks it; `fab ping` tries every node)")
         else:
             with self._lock:
                 self._open.append(conn)
@@ -183,13 +212,19 @@ class Fleet:
         result.unreachable = True
         return None
 
+    def close_connection(self, conn: Connection) -> None:
+        """Close a connection from open_connection (and the jump hosts it went through)."""
+        self._close(conn)
+
     def _close(self, conn: Connection) -> None:
         with self._lock:
             if conn in self._open:
                 self._open.remove(conn)
-        conn.close()
+        close(conn)
 
     def _on_line(self, node: Node, result: HostResult, line: str, conn: Optional[Connection] = None) -> None:
+        if self.logs is not None:
+            self.logs.line(node.name, line)
         record = parse_record(line)
         if record is None:
             return
@@ -197,7 +232,14 @@ class Fleet:
         if kind == "group" and fields and conn is not None:
             with self._lock:
                 self._groups[node.name] = (conn, fields[0])
-        elif kind == "start" and fields:
+            return
+        if kind == "out" and len(fields) >= 2:
+            self.progress.step_output(node, fields[0], fields[1])
+            return
+        if kind == "diff" and len(fields) >= 3:
+            self.progress.step_diff(node, fields[1], b64(fields[2]))
+            return
+        if kind == "start" and fields:
             self.progress.step_started(node, fields[0])
         elif kind == "reboot" and len(fields) >= 2:
             result.reboots.append((fields[0], fields[1]))

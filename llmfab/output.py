@@ -24,17 +24,18 @@ STYLES = {
 }
 
 
-def console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+def console(stderr: bool = False) -> Console:
+    return Console(highlight=False, soft_wrap=True, stderr=stderr)
 
 
 class Reporter:
     """Prints one line per finished step as hosts report them (thread-safe)."""
 
-    def __init__(self, out: Console, dry_run: bool = False, quiet: bool = False):
+    def __init__(self, out: Console, dry_run: bool = False, quiet: bool = False, verbose: bool = False):
         self.out = out
         self.dry_run = dry_run
         self.quiet = quiet
+        self.verbose = verbose
         self._lock = threading.Lock()
         self._width = 8
 
@@ -59,6 +60,19 @@ class Reporter:
         text = Text(f"{result.step}: ") + Text(label, style=STYLES[result.status]) + Text(f" ({result.message})")
         self._line(node, text)
 
+    def step_output(self, node: Node, step: str, line: str) -> None:
+        """A line of a step's own output: shown with --verbose (always kept in the run's log)."""
+        if self.verbose:
+            self._line(node, Text(f"[{step}] ", style="dim") + Text(line))
+
+    def step_diff(self, node: Node, path: str, diff: str) -> None:
+        """How a managed file changes (--diff), shown even while the preview is quiet."""
+        with self._lock:
+            self.out.print(Text(f"{node.name:<{self._width}} ", style="bold") + Text(f"diff {path}:", style="cyan"))
+            for line in diff.rstrip("\n").splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                self.out.print(Text("    " + line, style=style))
+
     def host_done(self, result: HostResult) -> None:
         if result.error and result.unreachable:
             self._line(_node(result), Text(f"unreachable: {result.error}", style=STYLES[Status.UNREACHABLE]))
@@ -75,7 +89,8 @@ def recap(out: Console, results: list[HostResult], title: str, dry_run: bool = F
     changed = "would change" if dry_run else "changed"
     table = Table(title=title, title_justify="left")
     for column in ("host", "address", "ok", changed, "failed", "skipped", "result", "time"):
-        table.add_column(column, justify="right" if column in ("ok", changed, "failed", "skipped", "time") else "left")
+        table.add_column(column, justify="right" if column in ("ok", changed, "failed", "skipped", "time") else "left",
+                         overflow="fold")
     for r in results:
         status = r.status
         label = "would change" if (dry_run and status == Status.CHANGED) else status.value
@@ -107,7 +122,9 @@ def recap(out: Console, results: list[HostResult], title: str, dry_run: bool = F
             out.print(Text(f"{r.host}: REBOOT REQUIRED ({step}): {reason}", style="bold yellow"))
     failed = [r.host for r in results if r.failed]
     totals = {s: sum(r.count(s) for r in results) for s in (Status.OK, Status.CHANGED, Status.FAILED)}
-    summary = f"{len(results)} host(s): ok={totals[Status.OK]} {changed.replace(' ', '_')}={totals[Status.CHANGED]} failed={totals[Status.FAILED]}"
+    unreachable = sum(1 for r in results if r.unreachable)
+    summary = (f"{len(results)} host(s): ok={totals[Status.OK]} {changed.replace(' ', '_')}={totals[Status.CHANGED]} "
+               f"failed={totals[Status.FAILED]}" + (f" unreachable={unreachable}" if unreachable else ""))
     if failed:
         summary += f"; FAILED hosts: {', '.join(failed)}"
     out.print(Text(summary, style="bold red" if failed else "bold"))

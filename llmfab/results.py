@@ -59,7 +59,7 @@ class HostResult:
         out = {}
         for kind, _step, fields in self.records:
             if kind == "log" and len(fields) >= 2:
-                out[fields[0]] = _b64(fields[1])
+                out[fields[0]] = b64(fields[1])
         return out
 
     def of_kind(self, kind: str) -> list[list[str]]:
@@ -91,7 +91,8 @@ class HostResult:
         return f"{failed[0].step}: {failed[0].message}" if failed else ""
 
 
-def _b64(text: str) -> str:
+def b64(text: str) -> str:
+    """Decode a base64 record field; garbage decodes to nothing."""
     try:
         return printable(base64.b64decode(text).decode(errors="replace"))
     except (binascii.Error, ValueError):
@@ -121,3 +122,4 @@ def step_result(fields: list[str]) -> StepResult:
 
 def overall_failed(results: list[HostResult]) -> bool:
     return any(r.failed for r in results)
+

@@ -41,6 +41,8 @@ def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
     for step in steps:
         parts.append(render(step.template, **step.context(config, node)))
     parts.append(f"LLMFAB_STEPS=({words(s.id for s in steps)})\n")
+    if any(s.group for s in steps):
+        parts.append(f"LLMFAB_GROUPS=({words(f'{s.id}={s.group}' for s in steps if s.group)})\n")
     parts.append('llmfab_main "$@"\n')
     return "\n".join(parts)
 

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from invoke.exceptions import Exit
+from rich.text import Text
 
 from . import config as config_mod
 from .config import ClusterConfig, Node
 from .errors import ConfigError, LlmfabError, UsageError
+from .confirm import confirm
 from .exits import ExitStatus
 from .fleet import Fleet
 from .output import Reporter, console, recap
 from .results import HostResult, overall_failed
-from .ssh import SSHOptions
+from .runlog import RunLogs
+from .ssh import SSHOptions, target
 
 SUDO_PASSWORD_ENV = "LLMFAB_SUDO_PASSWORD"
 
@@ -32,6 +36,27 @@ def cli_hosts(c) -> list[str]:
         return list(c.config.llmfab.hosts)
     except AttributeError:
         return []
+
+
+def cli_ssh(c) -> dict:
+    """SSH overrides from Fabric's core flags (-i, -S, -t, -T; see llmfab.coreflags)."""
+    try:
+        return dict(c.config.llmfab.ssh)
+    except AttributeError:
+        return {}
+
+
+def refuse_hosts(c, task: str) -> None:
+    """Stop when -H is given to a task that works from the config alone (it would be ignored)."""
+    if cli_hosts(c):
+        raise UsageError(f"`fab {task}` contacts no host, so -H would be ignored: drop it "
+                         "(the config's `nodes:` decide what it covers)")
+
+
+def announce(out, config: ClusterConfig, nodes: list[Node], targets: dict) -> None:
+    """Say which config was chosen and every address about to be contacted, before connecting."""
+    routes = ", ".join(f"{n.name}={targets[n.name].describe()}" for n in nodes)
+    out.print(Text(f"config: {config.source} (cluster {config.cluster.name}, from {config.chosen_by}): {routes}"))
 
 
 def select_nodes(config: ClusterConfig, wanted: list[str]) -> list[Node]:
@@ -61,7 +86,10 @@ class Session:
     reporter: Reporter
     dry_run: bool = False
 
-    def run_phase(self, phase: str) -> list[HostResult]:
+    def run_phase(self, phase: str, yes: bool = True) -> list[HostResult]:
+        """Run PHASE on the session's nodes; unless YES, preview the changes and ask first."""
+        if not yes and not self.dry_run:
+            confirm(self, phase)
         self.reporter.out.print(
             f"[bold]{phase}[/bold] on {len(self.nodes)} host(s) "
             f"({', '.join(n.name for n in self.nodes)}), up to {self.fleet.parallel} at once"
@@ -70,8 +98,12 @@ class Session:
         return self.fleet.run_phase(phase, dry_run=self.dry_run)
 
     def finish(self, results: list[HostResult], title: str) -> None:
-        """Print the recap and exit non-zero if any host failed."""
+        """Print the recap and where the logs are; exit non-zero if any host failed."""
         recap(self.reporter.out, results, title, dry_run=self.dry_run)
+        logs = self.fleet.logs
+        if logs is not None and logs.dir.is_dir():
+            self.reporter.out.print(Text(f"logs: {logs.dir}/ (one per host; on each node under /var/log/llmfab/)",
+                                         style="dim"))
         if overall_failed(results):
             raise Exit(code=int(ExitStatus.HOST_FAILED))
 
@@ -103,17 +135,33 @@ def open_session(
     accept_new_host_keys: bool = False,
     ask_sudo_pass: bool = False,
     quiet: bool = False,
+    stderr: bool = False,
+    verbose: bool = False,
+    diff: bool = False,
 ) -> Session:
-    """Validate everything that can be validated before the first connection."""
-    config = config_mod.load(config_path)
+    """Validate everything that can be validated before the first connection, and say where it goes."""
+    config = config_mod.load(config_path, example_ok=False)
     nodes = select_nodes(config, cli_hosts(c))
-    password = os.environ.get(SUDO_PASSWORD_ENV)
+    overrides = cli_ssh(c)
+    password = overrides.pop("sudo_password", None) or os.environ.get(SUDO_PASSWORD_ENV)
     if ask_sudo_pass and password is None:
-        # Asked once here, used for every host and step of this run.
-        password = getpass.getpass("sudo password (used for all hosts): ")
+        password = ask_password()
     options = SSHOptions.from_config(
-        config, accept_new_host_keys=accept_new_host_keys or None, sudo_password=password
+        config, accept_new_host_keys=accept_new_host_keys or None, sudo_password=password, **overrides
     )
-    reporter = Reporter(console(), dry_run=dry_run, quiet=quiet)
-    fleet = Fleet(config, nodes, options, parallel or config.ssh.parallel, reporter)
+    targets = {n.name: target(config, n, options) for n in nodes}
+    reporter = Reporter(console(stderr=stderr), dry_run=dry_run, quiet=quiet, verbose=verbose)
+    announce(reporter.out, config, nodes, targets)
+    fleet = Fleet(config, nodes, options, parallel or config.ssh.parallel, reporter, logs=RunLogs(), diff=diff)
     return Session(config, nodes, fleet, reporter, dry_run)
+
+
+def ask_password() -> str:
+    """Ask once for the sudo password used for every host and step of this run."""
+    if not sys.stdin.isatty():
+        raise UsageError(f"--ask-sudo-pass needs a terminal to ask on: set {SUDO_PASSWORD_ENV} instead "
+                         "(from a secret store, not on the command line)")
+    try:
+        return getpass.getpass("sudo password (used for all hosts): ")
+    except EOFError:
+        raise UsageError(f"no sudo password given: set {SUDO_PASSWORD_ENV} or answer the prompt") from None

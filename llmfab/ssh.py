@@ -20,7 +20,10 @@ from typing import Callable, Optional
 import paramiko
 from fabric import Config, Connection
 
+from . import sshconfig
 from .config import ClusterConfig, Node
+from .errors import UsageError
+from .sshconfig import Target, node_target
 
 _known_hosts_lock = threading.Lock()
 
@@ -58,37 +61,58 @@ class RecordOnFirstUse(paramiko.MissingHostKeyPolicy):
 @dataclass(frozen=True)
 class SSHOptions:
     known_hosts: Path
-    identity_file: Optional[str]
+    identity_files: tuple[str, ...]
     accept_new_host_keys: bool
     connect_timeout: int
     command_timeout: int
     sudo_password: Optional[str] = None
+    # The operator's OpenSSH client config (ssh.config_file, or fab -S); None reads none.
+    ssh_config_file: Optional[str] = None
 
     @classmethod
     def from_config(cls, config: ClusterConfig, **overrides) -> "SSHOptions":
         s = config.ssh
         values = dict(
             known_hosts=Path(os.path.expanduser(s.known_hosts)),
-            identity_file=os.path.expanduser(s.identity_file) if s.identity_file else None,
+            identity_files=(os.path.expanduser(s.identity_file),) if s.identity_file else (),
             accept_new_host_keys=s.accept_new_host_keys,
             connect_timeout=s.connect_timeout,
             command_timeout=s.command_timeout,
+            ssh_config_file=s.config_file,
         )
+        if overrides.get("identity_files"):
+            overrides["identity_files"] = tuple(os.path.expanduser(p) for p in overrides["identity_files"])
         values.update({k: v for k, v in overrides.items() if v is not None})
+        missing = [p for p in values["identity_files"] if not os.path.isfile(p)]
+        if missing:
+            raise UsageError(f"SSH key {', '.join(missing)} does not exist (ssh.identity_file in {config.source}, "
+                             "or fab -i): fix the path, or drop it to use ~/.ssh/config and ssh-agent")
         return cls(**values)
+
+
+def target(config: ClusterConfig, node: Node, options: SSHOptions) -> Target:
+    """The route to NODE: llmfab's config, then ~/.ssh/config (see llmfab.sshconfig)."""
+    return node_target(config, node, sshconfig.load(options.ssh_config_file), options.identity_files)
 
 
 def connect(config: ClusterConfig, node: Node, options: SSHOptions) -> Connection:
     """Open a connection to NODE with its host key checked against known_hosts."""
+    return open_target(target(config, node, options), options)
+
+
+def open_target(hop: Target, options: SSHOptions) -> Connection:
+    """Connect to HOP, through its jump host (connected the same careful way) if it has one."""
+    gateway = open_target(hop.jump, options) if hop.jump is not None else hop.proxy_command
     connect_kwargs: dict = {"banner_timeout": options.connect_timeout, "auth_timeout": options.connect_timeout}
-    if options.identity_file:
-        connect_kwargs["key_filename"] = [options.identity_file]
+    if hop.identity_files:
+        connect_kwargs["key_filename"] = list(hop.identity_files)
     conn = Connection(
-        host=node.address,
-        user=node.user or config.ssh.user,
-        port=node.port or config.ssh.port,
+        host=hop.host,
+        user=hop.user,
+        port=hop.port,
         connect_timeout=options.connect_timeout,
         connect_kwargs=connect_kwargs,
+        gateway=gateway,
         config=Config(overrides={"load_ssh_configs": False}),
     )
     known = options.known_hosts
@@ -96,7 +120,12 @@ def connect(config: ClusterConfig, node: Node, options: SSHOptions) -> Connectio
         conn.client.load_host_keys(str(known))
     policy_class = RecordOnFirstUse if options.accept_new_host_keys else RefuseUnknown
     conn.client.set_missing_host_key_policy(policy_class(known))
-    conn.open()
+    try:
+        conn.open()
+    except Exception:
+        if isinstance(gateway, Connection):
+            gateway.close()
+        raise
     conn.transport.set_keepalive(KEEPALIVE_S)
     return conn
 
@@ -132,6 +161,13 @@ def alive(transport: paramiko.Transport) -> bool:
         return True
     except (paramiko.SSHException, OSError, EOFError):
         return False
+
+
+def close(conn: Connection) -> None:
+    """Close CONN and the jump hosts it went through (Fabric leaves those open)."""
+    while conn is not None:
+        conn.close()
+        conn = conn.gateway if isinstance(conn.gateway, Connection) else None
 
 
 def sudo_prefix(user: str, password: Optional[str]) -> str:

@@ -2,13 +2,15 @@
 
 from invoke import Collection
 
-from . import artifacts, bench, bundle, check, engine, model, planning, prep, webui
+from . import artifacts, bench, bundle, check, engine, model, ping, planning, prep, undo, webui
 from .options import whole_numbers_fail_in_one_line
 
 whole_numbers_fail_in_one_line()
 
 ns = Collection()
+ns.add_task(ping.ping)
 ns.add_task(prep.prep)
+ns.add_task(undo.undo)
 ns.add_task(bundle.export_bundle)
 ns.add_task(artifacts.fetch_artifacts)
 ns.add_task(planning.plan)

@@ -6,7 +6,6 @@ import shlex
 import time
 from pathlib import Path
 
-from invoke import task
 from invoke.exceptions import Exit
 from rich.markup import escape
 from rich.table import Table
@@ -21,7 +20,7 @@ from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import bench as bench_step
 
 from .engine import ENGINE, VERSION, choose_engine
-from .options import ACCEPT_NEW, ASK_SUDO, CONFIG
+from .options import ACCEPT_NEW, ASK_SUDO, CONFIG, task
 from .planning import LAYOUT
 
 RESULTS = "bench/results"

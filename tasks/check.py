@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-from invoke import task
 from invoke.exceptions import Exit
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +18,7 @@ from llmfab.session import open_session, reported_errors
 from llmfab.steps.preflight import expect
 
 from .engine import ENGINE, choose_engine
-from .options import SSH
+from .options import SSH, task
 
 STYLE = {checks.PASS: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
 
@@ -67,6 +66,15 @@ def nccl_report(out, session, results: list[HostResult]) -> bool:
     return False
 
 
+def nccl_blockers(nodes: list[checks.NodeReport], results: list[HostResult]) -> str:
+    """Why the all-reduce cannot run (nodes not checked, or without the engine image), or ""."""
+    unchecked = [r.host for r in results if r.failed]
+    if unchecked:
+        return f"not every node was checked ({', '.join(unchecked)})"
+    missing = [n.node for n in nodes for c in n.checks if c.name == "engine image" and c.status != checks.PASS]
+    return f"the engine image is not on {', '.join(missing)}" if missing else ""
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
@@ -88,7 +96,8 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
       fab check --config configs/h20-2x8.yaml --engine sglang
     """
     with reported_errors():
-        session = open_session(c, config, parallel=parallel or None, quiet=True,
+        # With --json, stdout carries the JSON document only; everything else goes to stderr.
+        session = open_session(c, config, parallel=parallel or None, quiet=True, stderr=json_,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         choose_engine(session, engine, None)
         results = session.fleet.run_phase("check")
@@ -102,7 +111,7 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
     cluster = checks.judge_cluster(expects, outs, arrived) if len(reachable) > 1 else []
     out = session.reporter.out
     if json_:
-        print(checks.as_json(nodes, cluster))
+        print(checks.as_json(nodes, cluster, {r.host: r.reason for r in results if r.failed}))
     else:
         for report in nodes:
             out.print(_table(f"{report.node}", report.checks))
@@ -115,9 +124,17 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
               for s in (checks.PASS, checks.WARN, checks.FAIL)}
     bad = checks.failed(nodes, cluster) or any(r.failed for r in results)
     if nccl:
-        with reported_errors():
-            bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
-    line = f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
+        without = nccl_blockers(nodes, results)
+        if without:
+            out.print(Text(f"nccl: skipped: {without}; the all-reduce runs inside the engine image on every node "
+                           "(fab deploy pulls it; or docker pull / docker load it on each node, then check --nccl)",
+                           style="bold yellow"))
+            bad = True
+        else:
+            with reported_errors():
+                bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
+    line = (f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
+            f" not_checked={sum(r.failed for r in results)}")
     if not json_:
         out.print(Text(line, style="bold red" if bad else "bold green"))
     if bad:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from invoke import task
 from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import capacity, group
 from llmfab.config import ClusterConfig
+from llmfab.confirm import assumed, confirm
 from llmfab.deployment import DeploymentError, build
-from llmfab.engines import list_engines, list_versions
 from llmfab.errors import UsageError
 from llmfab.exits import ExitStatus
 from llmfab.fleet import Fleet
@@ -20,7 +19,7 @@ from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
-from .options import DRY_RUN, SSH
+from .options import DRY_RUN, SSH, VERBOSE, YES, engine_name, engine_version, task
 from .planning import capacity_plan
 
 ENGINE = "vllm | sglang | trtllm (default: engine.name in the config)"
@@ -29,19 +28,23 @@ VERSION = "engine version profile, e.g. v0.8.5 (default: the config's, else the 
 
 def choose_engine(session: Session, engine: str | None, version: str | None) -> None:
     """Point the session's config at ENGINE; options in the config belong to its own engine only."""
-    pick_engine(session.config, engine, version)
+    pick_engine(session.config, engine, version, session.reporter.out)
 
 
-def pick_engine(config: ClusterConfig, engine: str | None, version: str | None) -> None:
-    """Point CONFIG at ENGINE (and VERSION); a name or version without a profile is a UsageError."""
+def pick_engine(config: ClusterConfig, engine: str | None, version: str | None, out=None) -> None:
+    """Point CONFIG at ENGINE (and VERSION); a name or version without a profile is a UsageError.
+
+    engine.options in the config belong to its own engine: another engine
+    leaves them out (and says so on OUT)."""
     current = config.engine
-    known = list_engines()
-    if engine and engine not in known:
-        raise UsageError(f"--engine: {engine!r} is not an engine; use {', '.join(known[:-1])} or {known[-1]}")
-    versions = list_versions(engine or current.name)
-    if version and version.lstrip("v") not in {v.lstrip("v") for v in versions}:
-        raise UsageError(f"--version: no {engine or current.name} profile {version!r}; use one of {', '.join(versions)}")
+    engine = engine_name(engine)
+    engine_version(engine or current.name, version)
     if engine and engine != current.name:
+        if current.options and out is not None:
+            out.print(Text(
+                f"note: --engine {engine} leaves out engine.options ({', '.join(sorted(current.options))}), "
+                f"which are {current.name}'s; to set {engine}'s, put engine.name: {engine} and its options "
+                "in the config", style="yellow"))
         config.engine = current.model_copy(update={"name": engine, "version": version, "options": {}})
     elif version:
         current.version = version
@@ -63,9 +66,9 @@ def _diagnose(out, results: list[HostResult]) -> None:
         diagnoses(out, r.host, found)
 
 
-@task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN,
+@task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN, "yes": YES, "verbose": VERBOSE,
             "skip-smoke": "do not send the smoke-test request at the end"})
-def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
+def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, verbose=False, parallel=0,
            accept_new_host_keys=False, ask_sudo_pass=False, skip_smoke=False):
     """Deploy the engine on all nodes in order, wait until it serves, then smoke-test it.
 
@@ -75,13 +78,14 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
     are collected, the likely cause is named, and the whole group is stopped
     (ranks are never left half up). Re-deploying an identical, healthy
     deployment changes nothing; another engine's containers are removed first.
+    When it would change a node, it says what and asks first (--yes skips that).
 
     Examples:
-      fab deploy --engine=vllm
-      fab deploy --engine=sglang --config configs/h20-2x8.yaml
+      fab deploy --config mycluster.yaml --engine=vllm
+      fab deploy --config mycluster.yaml --engine=sglang --yes
     """
     with reported_errors():
-        session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
+        session = open_session(c, config, dry_run=dry_run, parallel=parallel or None, verbose=verbose,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         choose_engine(session, engine, version)
         try:
@@ -95,6 +99,8 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
         session.reporter.out.print(f"deploying [bold]{d.engine} {d.profile.version}[/bold] ({d.profile.image_ref}), "
                                    f"fingerprint {d.fingerprint}")
         if not dry_run:
+            if not assumed(yes):
+                confirm(session, "deploy")
             _restart_broken_group(session)
         results = _deploy_phase(session, dry_run)
         if any(r.failed for r in results) and not dry_run:
@@ -252,7 +258,11 @@ def logs(c, config=None, node=None, lines=200, parallel=0, accept_new_host_keys=
         session = open_session(c, config, quiet=True, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         if node:
-            session.fleet.nodes = select_nodes(session.config, [node])
+            try:
+                session.fleet.nodes = select_nodes(session.config, [node])
+            except UsageError:
+                known = ", ".join(f"{n.name} ({n.address})" for n in session.config.nodes)
+                raise UsageError(f"--node {node} is not a node of {session.config.source}; known nodes: {known}")
         results = session.fleet.run_phase("logs")
         for r in results:
             for name, text in r.logs().items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from invoke import task
 from invoke.exceptions import Exit
 from rich.text import Text
 
@@ -13,7 +12,7 @@ from llmfab.results import HostResult, Status
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import model as model_steps
 
-from .options import DRY_RUN, SSH
+from .options import DRY_RUN, SSH, task
 
 DAY = 86400
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 
-from invoke import task
 from invoke.exceptions import Exit
 
 from llmfab import capacity
 from llmfab.engines import sglang
 from llmfab.deployment import Deployment, DeploymentError, build
 from llmfab.exits import ExitStatus
-from llmfab.models import UnknownModelError, load_model
+from llmfab.models import MODELS_DIR, MODELS_PATH_ENV, UnknownModelError, checkpoint_mismatch, load_model
 from llmfab.output import console
 from llmfab.config import load
-from llmfab.session import reported_errors
+from llmfab.session import refuse_hosts, reported_errors
 
-from .options import CONFIG
+from .options import EXAMPLE_CONFIG, engine_name, engine_version, task
 
 # Where each engine keeps the figures the planner needs, by option name.
 LAYOUT = {
@@ -49,13 +48,15 @@ def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capa
         mem_fraction=float(opts.get(keys["fraction"]) or _engine_default_fraction(d.engine, int(opts.get(keys["tp"]) or 1))),
         context_len=int(context_len or opts.get(keys["context"]) or spec.max_context),
         engine=d.engine, max_total_tokens=opts.get(keys["cap"]) if "cap" in keys else None,
+        pp_supported=keys["pp"] in d.profile.option_keys(),
     )
 
 
-@task(help={"config": CONFIG, "engine": "vllm | sglang | trtllm (default: the config's)",
+@task(help={"config": EXAMPLE_CONFIG, "engine": "vllm | sglang | trtllm (default: the config's)",
+            "version": "engine version profile, e.g. v0.8.5 (default: the config's, else the runbook's pin)",
             "context-len": "tokens of one full-length request (default: the engine's context option)",
             "json": "print the figures as JSON"})
-def plan(c, config=None, engine=None, context_len=0, json_=False):
+def plan(c, config=None, engine=None, version=None, context_len=0, json_=False):
     """Check that the model fits the GPUs: weights, KV cache, concurrent full-length requests.
 
     Needs no hosts. Refuses (exit 3) a layout that cannot fit, with the reason
@@ -66,17 +67,29 @@ def plan(c, config=None, engine=None, context_len=0, json_=False):
       fab plan --config configs/h20-2x8.yaml --engine sglang
     """
     with reported_errors():
+        refuse_hosts(c, "plan")
         cfg = load(config)
         try:
-            d = build(cfg, engine)
+            name = engine_name(engine) or cfg.engine.name
+            d = build(cfg, name, engine_version(name, version))
         except DeploymentError as e:
             raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
         result = capacity_plan(cfg, d, context_len or None)
     if result is None:
-        raise Exit(f"no model description for {cfg.model.id}: add one under llmfab/models/", code=int(ExitStatus.REFUSED))
+        raise Exit(f"no model description for {cfg.model.id}: describe it in a YAML file like those in "
+                   f"{MODELS_DIR}, in a directory named by ${MODELS_PATH_ENV}", code=int(ExitStatus.REFUSED))
+    notes = console(stderr=json_)
+    notes.print(f"config: {cfg.source} (cluster {cfg.cluster.name}, from {cfg.chosen_by})")
+    mismatch = checkpoint_mismatch(load_model(cfg.model.id), cfg.model.id, cfg.model.dtype)
+    if mismatch:
+        notes.print(f"[yellow]note: {mismatch}[/yellow]")
     if json_:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         console().print(capacity.render_plan(result))
+        if result.suggestions and any("TP" in s for s in result.suggestions):
+            keys = LAYOUT[d.engine]
+            where = " and ".join(f"engine.options.{k}" for k in (keys["tp"], keys["pp"]) if k in d.profile.option_keys())
+            console().print(f"a layout is set with {where} in {cfg.source}")
     if result.verdict == "refuse":
         raise Exit(code=int(ExitStatus.REFUSED))

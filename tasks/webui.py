@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from invoke import task
 from rich.text import Text
 
 from llmfab.session import Session, open_session, reported_errors
 
-from .options import DRY_RUN, SSH
+from .options import DRY_RUN, SSH, task
 
 
 @task(help={**SSH, "dry-run": DRY_RUN,

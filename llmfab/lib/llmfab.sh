@@ -8,6 +8,9 @@
 # paths a step names, and no file is ever appended to.
 
 LLMFAB_DRY_RUN=${LLMFAB_DRY_RUN:-0}
+LLMFAB_GROUPS=()
+LLMFAB_DIFF=${LLMFAB_DIFF:-0}
+LLMFAB_OUTPUT=${LLMFAB_OUTPUT:-0}
 LLMFAB_TAIL_LINES=${LLMFAB_TAIL_LINES:-20}
 
 # llmfab_ok records why a step (or part of it) had nothing to do.
@@ -48,20 +51,43 @@ llmfab_changed() {
   [[ -s $LLMFAB_STEP_DIR/changes ]]
 }
 
+LLMFAB_BACKUP_DIR=${LLMFAB_BACKUP_DIR:-/var/backups/llmfab}
+
+# llmfab_backup copies PATH (if it exists) to LLMFAB_BACKUP_DIR/PATH.TIMESTAMP.PID:
+# never beside it, where apt (sources.list.d) or sysctl (sysctl.d) would read it.
+# The copy is made in a fresh private directory and renamed into place, so a
+# link planted at the backup's name is replaced, never written through; a
+# backup directory that a user other than root can write is refused.
+llmfab_backup() {
+  local path=$1 copy dir tmp
+  [[ -e $path || -L $path ]] || return 0
+  copy="$LLMFAB_BACKUP_DIR$path.$(date +%Y%m%d-%H%M%S).$$"
+  if [[ ! -d $LLMFAB_BACKUP_DIR ]]; then
+    mkdir -p -- "$LLMFAB_BACKUP_DIR"
+    chmod 0700 -- "$LLMFAB_BACKUP_DIR"
+  fi
+  if ! llmfab__root_only_dir "$LLMFAB_BACKUP_DIR"; then
+    printf 'error: %s can be written by a user other than root: no backup is kept there\n' "$LLMFAB_BACKUP_DIR" >&2
+    return 1
+  fi
+  dir=$(dirname -- "$copy")
+  mkdir -p -- "$dir"
+  tmp=$(mktemp -d -- "$dir/.llmfab-tmp.XXXXXX")
+  cp -P --preserve=mode,timestamps -- "$path" "$tmp/copy"
+  mv -fT -- "$tmp/copy" "$copy"
+  rmdir -- "$tmp"
+}
+
 # llmfab__install writes SRC to PATH atomically with MODE, keeping a backup of a
-# differing PATH. The temporary file sits beside PATH (rename is atomic only
-# within one file system) under a name no *.conf glob matches. The backup is a
-# second hard link to the old file: nothing is written through a link planted
-# at the backup's name (ln refuses an existing name), and no owner is copied.
+# differing PATH (see llmfab_backup). The temporary file sits beside PATH (rename
+# is atomic only within one file system) under a name no *.conf glob matches.
 llmfab__install() {
   local src=$1 path=$2 mode=$3 dir base tmp
   dir=$(dirname -- "$path")
   base=$(basename -- "$path")
   mkdir -p -- "$dir"
   rm -f -- "$dir/.$base".llmfab-tmp.*
-  if [[ -e $path || -L $path ]]; then
-    ln -P -- "$path" "$path.llmfab-backup.$(date +%Y%m%d-%H%M%S).$$"
-  fi
+  llmfab_backup "$path"
   tmp=$(mktemp -- "$dir/.$base.llmfab-tmp.XXXXXX")
   cat -- "$src" >"$tmp"
   chmod -- "$mode" "$tmp"
@@ -88,6 +114,9 @@ llmfab_file() {
   fi
   want="$LLMFAB_STEP_DIR/want.$RANDOM"
   printf '%s' "$content" >"$want"
+  if [[ $LLMFAB_DIFF == 1 ]]; then
+    llmfab_diff "$path" "$want" "$mode"
+  fi
   if [[ -e $path ]]; then
     llmfab_do "update $path (backup kept)" llmfab__install "$want" "$path" "$mode"
   else
@@ -101,6 +130,20 @@ llmfab__root_only_dir() {
   local owner mode
   read -r owner mode < <(stat -L -c '%u %a' -- "$1")
   [[ $owner == 0 ]] && (((8#$mode & 8#022) == 0))
+}
+
+# llmfab_diff reports how PATH would change into the content of WANT (a unified
+# diff, as a record), unless MODE hides the file from other users: such a file
+# may hold a secret, and its diff would put it in logs.
+llmfab_diff() {
+  local path=$1 want=$2 mode=$3 old=$1 text
+  if (((8#${mode#0} & 8#004) == 0)); then
+    llmfab_emit diff "$path" "$(printf 'diff not shown: %s is mode %s (may hold a secret)\n' "$path" "$mode" | base64 -w0)"
+    return 0
+  fi
+  [[ -e $path ]] || old=/dev/null
+  text=$(diff -u --label "$path" --label "$path (new)" -- "$old" "$want" || true)
+  llmfab_emit diff "$path" "$(printf '%s\n' "$text" | base64 -w0)"
 }
 
 # llmfab_emit sends one extra record (progress, log, fact, check) straight to the
@@ -418,6 +461,10 @@ llmfab__run_step() {
   if [[ -n ${LLMFAB_LOG:-} ]]; then
     sed "s/^/[$step] /" "$LLMFAB_STEP_DIR/log" >>"$LLMFAB_LOG" || true
   fi
+  if [[ $LLMFAB_OUTPUT == 1 && -s $LLMFAB_STEP_DIR/log ]]; then
+    # The step's own output, one record a line, for fab's local log and --verbose.
+    sed "s/\t/ /g; s/^/@@llmfab\tout\t$step\t/" "$LLMFAB_STEP_DIR/log" || true
+  fi
   if ((rc != 0)); then
     status=failed
     if [[ -s $LLMFAB_STEP_DIR/reason ]]; then
@@ -445,23 +492,34 @@ llmfab__run_step() {
   LLMFAB_STEP_RC=$rc
 }
 
-# llmfab_run_steps runs the named steps in order; after a failure the rest are
-# skipped, since later steps build on earlier ones.
+# llmfab_run_steps runs the named steps in order. After a failure the later
+# steps of the same group are skipped (they build on it), and after a failure
+# outside any group every later step is (LLMFAB_GROUPS: STEP=GROUP entries).
 llmfab_run_steps() {
-  local failed="" step
+  local failed="" step group entry
+  local -A groups=() failed_in=()
+  for entry in "${LLMFAB_GROUPS[@]}"; do
+    groups[${entry%%=*}]=${entry#*=}
+  done
   LLMFAB_WORK=$(mktemp -d "${TMPDIR:-/tmp}/llmfab.XXXXXX")
   # shellcheck disable=SC2064 # expand now: the path is fixed for this run
   trap "rm -rf -- '$LLMFAB_WORK'" EXIT
   # One mkdir for every step's scratch directory.
   (($# == 0)) || mkdir -p "${@/#/$LLMFAB_WORK/}"
   for step in "$@"; do
-    if [[ -n $failed ]]; then
-      llmfab__record "$step" skipped "not run: step $failed failed"
+    group=${groups[$step]:-}
+    if [[ -n ${failed_in[-]:-} ]]; then
+      llmfab__record "$step" skipped "not run: step ${failed_in[-]} failed"
+      continue
+    fi
+    if [[ -n $group && -n ${failed_in[$group]:-} ]]; then
+      llmfab__record "$step" skipped "not run: step ${failed_in[$group]} failed"
       continue
     fi
     llmfab__run_step "$step" "step_${step//-/_}"
     if ((LLMFAB_STEP_RC != 0)); then
       failed=$step
+      failed_in[${group:--}]=$step
     fi
   done
   [[ -z $failed ]]
@@ -483,6 +541,25 @@ llmfab__lock() {
   printf 'phase %s, process group %s, since %s\n' "${LLMFAB_PHASE:-?}" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$dir/lock.holder"
 }
 
+# llmfab__open_log creates the run's log file readable by root only (step
+# output may name internal hosts and paths), in a root-only directory of its
+# own; a link planted at its name is refused, never written through.
+llmfab__open_log() {
+  local dir
+  dir=$(dirname -- "$1")
+  if [[ ! -d $dir ]]; then
+    mkdir -p -- "$dir"
+    chmod 0700 -- "$dir"
+  fi
+  if ! llmfab__root_only_dir "$dir" || [[ -L $1 ]]; then
+    printf 'error: run log %s: its directory can be written by a user other than root, or it is a link; not logging there\n' "$1" >&2
+    LLMFAB_LOG=
+    return 0
+  fi
+  (umask 077 && : >>"$1")
+  printf '== llmfab %s on %s, %s\n' "${LLMFAB_STEPS[*]}" "$(hostname 2>/dev/null || echo '?')" "$(date -u +%FT%TZ)" >>"$1"
+}
+
 # llmfab_main parses the common options of a generated script, takes the run
 # lock and runs the steps listed in LLMFAB_STEPS. It first tells the runner its
 # process group, which the runner stops on Ctrl-C or a timeout.
@@ -491,12 +568,18 @@ llmfab_main() {
   for arg in "$@"; do
     case $arg in
       --dry-run) LLMFAB_DRY_RUN=1 ;;
+      --diff) LLMFAB_DIFF=1 ;;
+      --output) LLMFAB_OUTPUT=1 ;;
+      --log=?*) LLMFAB_LOG=${arg#--log=} ;;
       *)
-        printf 'unknown option: %s (known: --dry-run)\n' "$arg" >&2
+        printf 'unknown option: %s (known: --dry-run, --diff, --output, --log=FILE)\n' "$arg" >&2
         return 2
         ;;
     esac
   done
+  if [[ -n ${LLMFAB_LOG:-} && $LLMFAB_LOG != /dev/null ]]; then
+    llmfab__open_log "$LLMFAB_LOG"
+  fi
   exec </dev/null
   printf '@@llmfab\tgroup\t%s\n' "$(ps -o pgid= -p "$$" | tr -d ' ')"
   llmfab__lock

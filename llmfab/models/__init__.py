@@ -10,6 +10,7 @@ To add a model, copy ``llama-3.1-70b.yaml`` (GQA/MHA) or ``deepseek-r1.yaml``
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
@@ -129,14 +130,40 @@ def dtype_bytes(dtype: str) -> int:
         raise ValueError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPE_BYTES)})") from None
 
 
+# More model descriptions, outside the package: directories of YAML files like
+# those in MODELS_DIR, separated by ':' (so a new model needs no edit of llmfab).
+MODELS_PATH_ENV = "LLMFAB_MODELS_PATH"
+
+
+def model_dirs() -> list[Path]:
+    """Where model descriptions are read from: $LLMFAB_MODELS_PATH's directories, then the package's."""
+    extra = [Path(p).expanduser() for p in os.environ.get(MODELS_PATH_ENV, "").split(":") if p]
+    return [*extra, MODELS_DIR]
+
+
 @lru_cache(maxsize=None)
-def all_models() -> dict[str, ModelSpec]:
-    """Every model described in this package, by canonical name."""
-    specs = {}
-    for path in sorted(MODELS_DIR.glob("*.yaml")):
-        spec = ModelSpec.model_validate(yaml.safe_load(path.read_text()))
-        specs[spec.name] = spec
+def _models_in(dirs: tuple[Path, ...]) -> dict[str, ModelSpec]:
+    specs: dict[str, ModelSpec] = {}
+    for directory in reversed(dirs):
+        for path in sorted(directory.glob("*.yaml")):
+            spec = ModelSpec.model_validate(yaml.safe_load(path.read_text()))
+            specs[spec.name] = spec
     return specs
+
+
+def all_models() -> dict[str, ModelSpec]:
+    """Every described model, by canonical name (a $LLMFAB_MODELS_PATH file wins over the package's)."""
+    return _models_in(tuple(model_dirs()))
+
+
+def checkpoint_mismatch(spec: ModelSpec, model_id: str, dtype: str) -> Optional[str]:
+    """A note when MODEL_ID is the repository of another dtype's checkpoint than DTYPE."""
+    wanted = model_id.strip().lower()
+    for other, checkpoint in spec.checkpoints.items():
+        if other != dtype and checkpoint.repo and checkpoint.repo.lower() == wanted:
+            return (f"model.id {model_id} is the {other} checkpoint, but model.dtype is {dtype}: the figures below "
+                    f"assume {dtype} weights; set model.dtype: {other} (or point model.id at a {dtype} export)")
+    return None
 
 
 def known_models() -> list[str]:
@@ -155,5 +182,5 @@ def load_model(name: str) -> ModelSpec:
             return spec
     raise UnknownModelError(
         f"unknown model {name!r}; known models: {', '.join(known_models())} "
-        f"(add one as a YAML file in {MODELS_DIR})"
+        f"(describe it in a YAML file like those in {MODELS_DIR}, in a directory named by ${MODELS_PATH_ENV})"
     )

@@ -26,6 +26,10 @@ class Step:
     enabled: Callable[[ClusterConfig], bool] = field(default=lambda config: True)
     # Whether this node runs it (the head only, workers only, ...).
     only: Callable[[ClusterConfig, Node], bool] = field(default=lambda config, node: True)
+    # Steps of one group build on each other: a failure skips the rest of its
+    # group only (the NVIDIA driver refusing does not stop Docker). A failed
+    # step outside any group ("") skips everything after it.
+    group: str = ""
 
     @property
     def function(self) -> str:
@@ -51,4 +55,4 @@ def steps_for(phase: str, config: ClusterConfig, node: Node) -> list[Step]:
 
 
 # Registration order is run order: the OS check and system tuning come first.
-from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui  # noqa: E402,F401
+from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui, undo  # noqa: E402,F401

@@ -12,9 +12,10 @@ def engine(config: ClusterConfig, node: Node) -> dict:
 
 register(
     "prep",
-    Step("docker", "install Docker CE and keep it running", "docker/engine.sh.j2", engine, enabled=lambda c: c.docker.enabled),
+    Step("docker", "install Docker CE and keep it running", "docker/engine.sh.j2", engine, enabled=lambda c: c.docker.enabled,
+         group="docker"),
     Step(
         "container-toolkit", "install the NVIDIA Container Toolkit and register its runtime", "docker/toolkit.sh.j2",
-        enabled=lambda c: c.docker.enabled and c.docker.container_toolkit,
+        enabled=lambda c: c.docker.enabled and c.docker.container_toolkit, group="docker",
     ),
 )

@@ -23,6 +23,7 @@ def driver(config: ClusterConfig, node: Node) -> dict:
         "sha": n.installer_sha256 or "",
         "name": n.installer_name,
         "upgrade": 1 if n.upgrade_driver else 0,
+        "toolkit": 1 if n.cuda_toolkit else 0,
     }
 
 
@@ -36,15 +37,15 @@ def fabricmanager(config: ClusterConfig, node: Node) -> dict:
 register(
     "prep",
     Step("build-prereqs", "install gcc, make, dkms, kernel headers", "nvidia/prereqs.sh.j2", prereqs,
-         enabled=lambda c: c.nvidia.enabled),
+         enabled=lambda c: c.nvidia.enabled, group="nvidia"),
     Step("nvidia-driver", "install the NVIDIA driver and CUDA toolkit", "nvidia/driver.sh.j2", driver,
-         enabled=lambda c: c.nvidia.enabled),
+         enabled=lambda c: c.nvidia.enabled, group="nvidia"),
     Step("nvitop", "install the nvitop GPU monitor", "nvidia/nvitop.sh.j2",
-         enabled=lambda c: c.nvidia.enabled and c.nvidia.nvitop),
+         enabled=lambda c: c.nvidia.enabled and c.nvidia.nvitop, group="nvidia"),
     Step(
         "fabric-manager", "install and start the matching fabric manager", "nvidia/fabricmanager.sh.j2",
-        fabricmanager, enabled=lambda c: c.nvidia.enabled and c.nvidia.fabricmanager,
+        fabricmanager, enabled=lambda c: c.nvidia.enabled and c.nvidia.fabricmanager, group="nvidia",
     ),
     Step("gpudirect-rdma", "load and persist nvidia-peermem", "nvidia/peermem.sh.j2",
-         enabled=lambda c: c.nvidia.enabled and c.nvidia.peermem),
+         enabled=lambda c: c.nvidia.enabled and c.nvidia.peermem, group="nvidia"),
 )

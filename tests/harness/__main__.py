@@ -56,7 +56,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"{len(fleet.hosts)} test hosts up: "
               + ", ".join(f"{h.name}={h.address}:{h.port}" for h in fleet.hosts))
         print(f"config: {config}")
-        print(f"try:    fab --config {config} prep")
+        print(f"try:    fab prep --config {config} --dry-run")
         print(f"ssh:    ssh -F /dev/null -i {fleet.client_key_path} "
               f"-o UserKnownHostsFile={fleet.known_hosts_path} -p {first.port} root@{first.address}")
         print("Ctrl-C stops them.", flush=True)

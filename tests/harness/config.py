@@ -24,6 +24,8 @@ def fleet_config(
             "port": port,
             "identity_file": str(identity_file),
             "known_hosts": str(known_hosts),
+            # Tests never read the machine's own ~/.ssh/config.
+            "config_file": None,
             "connect_timeout": 5,
         },
         "nodes": [{"name": name, "address": address} for name, address in nodes],

@@ -75,12 +75,16 @@ class FabRun:
         return self.stdout + self.stderr
 
 
-def fab(*args: str, env: dict | None = None, timeout: int = 300) -> FabRun:
-    """Run the real `fab` CLI from the repository root, as a user would."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+def fab(*args: str, env: dict | None = None, timeout: int = 300, stdin: str | None = None) -> FabRun:
+    """Run the real `fab` CLI from the repository root, as a user would in a script.
+
+    Scripts do not answer prompts: LLMFAB_ASSUME_YES=1 stands for --yes unless
+    ENV overrides it (tests of the confirmation set it to 0 and give STDIN).
+    """
+    full_env = {**os.environ, "COLUMNS": "200", "LLMFAB_ASSUME_YES": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "fabric", *args], cwd=REPO, capture_output=True, text=True,
-        env=full_env, timeout=timeout,
+        env=full_env, timeout=timeout, input=stdin if stdin is not None else "",
     )
     return FabRun(proc.returncode, proc.stdout, proc.stderr)
 

@@ -110,3 +110,38 @@ def test_run_sh_status_shows_containers_health_and_gpus_as_fab_status_does(expor
     shown = run_sh(head, "status", "--force")
     assert "GPUs in use: unknown (nvidia-smi:" in shown.stdout and "0; 0" not in shown.stdout
     head.exec("docker rm -f llmfab-engine")
+
+
+def test_run_sh_dry_run_says_would_change_and_a_failed_step_shows_its_error(exported):
+    fleet, _, out = exported
+    host = fleet.hosts[0]
+    copy_into(host, out / host.name, "/root/bundle")
+    dry = run_sh(host, "prep", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would change" in dry.stdout and "n1: ok=" in dry.stdout and "would_change=" in dry.stdout
+    host.set_state("nvidia/driver_version", "535.161.03")
+    failed = run_sh(host, "prep")
+    assert failed.returncode != 0
+    assert "    | error: driver 535.161.03 is installed but 550.54.14 is configured" in failed.stdout
+
+
+def test_run_sh_all_stops_at_a_reboot_instead_of_deploying(exported):
+    fleet, _, out = exported
+    host = fleet.hosts[0]
+    copy_into(host, out / host.name, "/root/bundle")
+    host.set_state("modules/loaded/nouveau", "")
+    run = run_sh(host, "all")
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert "REBOOT REQUIRED" in run.stdout and "reboot, then run: bash run.sh all" in run.stderr
+    assert "== deploy" not in run.stdout
+
+
+def test_a_bundle_carries_its_own_undo(exported):
+    fleet, _, out = exported
+    host = fleet.hosts[0]
+    copy_into(host, out / host.name, "/root/bundle")
+    assert run_sh(host, "prep").returncode == 0
+    undone = run_sh(host, "undo")
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert not host.exists(NOFILE_PATH) and not host.exists(SYSCTL_PATH)
+    assert "changed=0" in run_sh(host, "undo").stdout

@@ -158,3 +158,21 @@ def test_a_failing_all_reduce_names_the_node_and_what_nccl_logged(cluster):
         assert "likely cause" in run.stdout and "fix:" in run.stdout
     finally:
         docker_state.set_extra_env(fleet.hosts[1])
+
+
+def test_nccl_is_skipped_with_the_reason_when_a_node_lacks_the_image_and_check_writes_nothing(cluster):
+    fleet, config = cluster
+    n2 = fleet.hosts[1]
+    runs_before = sum("run" in c.args for h in fleet.hosts for c in h.calls("docker"))
+    n2.set_state(f"docker/images/{docker_state.normalize_ref(IMAGE)}", None)
+    try:
+        run = check(config, "--nccl", timeout=120)
+        assert run.returncode == 1
+        assert "nccl: skipped: the engine image is not on n2" in run.stdout and "fab deploy pulls it" in run.stdout
+        assert sum("run" in c.args for h in fleet.hosts for c in h.calls("docker")) == runs_before
+    finally:
+        docker_state.add_image(n2, IMAGE)
+    ran = check(config, "--nccl")
+    assert "all-reduce over 2 GPUs" in ran.stdout, ran.stdout
+    for host in fleet.hosts:
+        assert not host.exists("/var/lib/llmfab/allreduce_check.py")

@@ -95,6 +95,7 @@ def test_the_written_config_names_every_host_and_takes_deep_overrides(two_hosts,
         "port": two_hosts.port,
         "identity_file": str(two_hosts.client_key_path),
         "known_hosts": str(two_hosts.known_hosts_path),
+        "config_file": None,
         "connect_timeout": 5,
     }
     assert config["nodes"] == [

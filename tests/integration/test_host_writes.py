@@ -29,7 +29,7 @@ def test_a_managed_file_in_a_directory_a_user_can_write_is_refused(two_hosts):
     assert host.read("/home/deploy/conda/.condarc") == "old\n"
 
 
-def test_a_backup_is_the_old_file_itself_never_a_copy_written_through_a_name(two_hosts):
+def test_a_backup_goes_under_var_backups_renamed_into_place_never_beside_the_file(two_hosts):
     host = two_hosts.hosts[0]
     host.exec("mkdir -p /etc/llmfab-t && echo old > /etc/llmfab-t/x.conf", check=True)
     run = run_step(host, """
@@ -37,10 +37,26 @@ def test_a_backup_is_the_old_file_itself_never_a_copy_written_through_a_name(two
     """)
     assert "changed" in run.stdout, run.stdout
     assert host.read("/etc/llmfab-t/x.conf") == "new\n"
-    (backup,) = host.exec("ls /etc/llmfab-t/ | grep 'x.conf.llmfab-backup'").stdout.split()
-    assert host.read(f"/etc/llmfab-t/{backup}") == "old\n"
-    # The name holds the run's pid: no one can plant a link there ahead of the run, and ln would refuse one.
+    assert "llmfab-backup" not in host.exec("ls -a /etc/llmfab-t/").stdout
+    (backup,) = host.exec("ls /var/backups/llmfab/etc/llmfab-t/ | grep '^x.conf\\.'").stdout.split()
+    assert host.read(f"/var/backups/llmfab/etc/llmfab-t/{backup}") == "old\n"
+    # The name holds the run's pid, and the copy is renamed into place: a link
+    # planted there would be replaced, never written through.
     assert backup.rsplit(".", 1)[1].isdigit()
+
+
+def test_a_backup_directory_a_user_can_write_is_refused(two_hosts):
+    host = two_hosts.hosts[0]
+    host.exec("mkdir -p /etc/llmfab-u && echo old > /etc/llmfab-u/x.conf && "
+              "mkdir -p /var/backups/llmfab && chown deploy /var/backups/llmfab", check=True)
+    try:
+        run = run_step(host, """
+            step_t() { printf 'new\\n' | llmfab_file /etc/llmfab-u/x.conf 0644; }
+        """)
+        assert "can be written by a user other than root: no backup is kept there" in run.stdout + run.stderr
+        assert host.read("/etc/llmfab-u/x.conf") == "old\n"
+    finally:
+        host.exec("chown root /var/backups/llmfab")
 
 
 def test_two_runs_generating_a_key_at_once_use_separate_temporary_files(two_hosts):

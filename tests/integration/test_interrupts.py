@@ -22,8 +22,10 @@ def slow_prep(fleet, tmp_path, **ssh):
 
 
 def start_fab(*args: str) -> subprocess.Popen:
+    # A script answers no prompt: LLMFAB_ASSUME_YES=1 stands for --yes, as in scenario.fab.
     return subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "COLUMNS": "200", "LLMFAB_ASSUME_YES": "1"})
 
 
 def wait_for(predicate, timeout: float = 120) -> None:

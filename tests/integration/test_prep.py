@@ -128,7 +128,7 @@ def test_an_interrupted_prep_converges_when_run_again(fleet_factory, tmp_path):
     config = prepared_config(fleet, tmp_path / "c.yaml")
     from .scenario import REPO
     import sys
-    proc = subprocess.Popen([sys.executable, "-m", "fabric", "prep", "--config", str(config)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "fabric", "prep", "--config", str(config), "--yes"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 60
     seen = ""

@@ -18,7 +18,11 @@ def test_a_different_driver_is_refused_without_the_upgrade_flag(fleet_factory, t
     assert refused.returncode == 1
     assert "driver 535.161.03 is installed but 550.54.14 is configured" in refused.stdout
     assert "--upgrade-driver" in refused.stdout
+    assert "Keep it: set nvidia.driver_version: 535.161.03 and nvidia.cuda_toolkit: false" in refused.stdout
     assert not [c for c in host.calls() if c.program == "cuda-installer"]
+    # The driver's refusal stops the NVIDIA steps only: Docker and its toolkit still converge.
+    assert "fabric-manager: skipped" in refused.stdout or "fabric-manager" not in refused.stdout
+    assert host.exists("/etc/docker/daemon.json") and '"nvidia"' in host.read("/etc/docker/daemon.json")
     upgraded = fab("prep", "--upgrade-driver", "--config", str(config))
     assert upgraded.returncode == 0, upgraded.output
     assert host.read("/var/lib/llmfab-stubs/nvidia/driver_version").strip() == "550.54.14"
@@ -44,7 +48,11 @@ def test_docker_is_restarted_only_when_its_runtime_config_changed(fleet_factory,
     fleet = fleet_factory(1)
     host = fleet.hosts[0]
     config = prepared_config(fleet, tmp_path / "c.yaml")
+    host.exec("mkdir -p /etc/docker && printf '{\\n  \"log-driver\": \"json-file\"\\n}\\n' > /etc/docker/daemon.json")
+    original = host.read("/etc/docker/daemon.json")
     assert fab("prep", "--config", str(config)).returncode == 0
+    # nvidia-ctk rewrites daemon.json in place: llmfab kept the original first.
+    assert host.exec("cat /var/backups/llmfab/etc/docker/daemon.json.*").stdout == original
     assert systemctl_calls(host, "restart", "docker") == 1
     assert '"nvidia"' in host.read("/etc/docker/daemon.json")
     again = fab("prep", "--config", str(config))

@@ -153,3 +153,37 @@ def test_the_nodes_sums_pin_the_artifacts_list_and_one_digest_names_it_all(tmp_p
     artifacts_sums = hashlib.sha256((tmp_path / "out" / "artifacts" / "SHA256SUMS").read_bytes()).hexdigest()
     assert f"{artifacts_sums}  artifacts/SHA256SUMS\n" in (b.path / "SHA256SUMS").read_text()
     assert b.digest == hashlib.sha256((b.path / "SHA256SUMS").read_bytes()).hexdigest()
+
+
+def test_run_sh_errors_do_not_print_their_exit_status(tmp_path):
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (b, _) = bundle.export(cfg, tmp_path)
+    out = subprocess.run(["bash", str(b.path / "run.sh"), "prepp"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr == "run.sh: unknown command prepp (see --help)\n"
+
+
+def test_a_bundle_copied_without_its_shared_artifacts_refuses_instead_of_going_online(tmp_path):
+    import shutil
+
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    cache = tmp_path / "cache"
+    (cache / "files").mkdir(parents=True)
+    (cache / "files" / "x.run").write_bytes(b"x")
+    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    alone = tmp_path / "copied" / "n1"
+    shutil.copytree(b.path, alone, symlinks=True)
+    out = subprocess.run(["bash", str(alone / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
+    assert out.returncode == 3
+    assert "artifacts/ is a link to ../artifacts, which is not here" in out.stderr and "--tar" in out.stderr
+
+
+def test_the_bundles_preflight_names_run_sh_commands_in_its_fixes(tmp_path):
+    import sys
+
+    cfg = config.load(REPO / "configs" / "h20-2x8.yaml")
+    (b, _) = bundle.export(cfg, tmp_path)
+    out = subprocess.run([sys.executable, "-m", "llmfab.checks", str(b.path / "check" / "expect.json"), "n1"],
+                         input="", capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(b.path / "check"), "COLUMNS": "200"})
+    assert "run.sh prep" in out.stdout and "fab prep" not in out.stdout

@@ -67,7 +67,11 @@ class TestInvalidConfigs:
 
     def test_a_shell_command_is_not_accepted_as_an_address(self):
         text = problems({"nodes": [{"name": "n1", "address": "$(reboot)"}]}).render()
-        assert "nodes[0].address: not an IP address or DNS name" in text
+        assert "nodes[0].address: not an IPv4 address" in text
+
+    def test_a_dns_name_as_address_is_refused_in_the_schema_with_the_ssh_config_way(self):
+        text = problems({"nodes": [{"name": "n1", "address": "gpu-node-2.example"}]}).render()
+        assert "nodes[0].address: 'gpu-node-2.example' is a name" in text and "HostName" in text
 
     def test_an_interface_name_with_shell_syntax_is_refused(self):
         text = problems({**TWO_NODES, "network": {"interface": "a; rm -rf /"}}).render()

@@ -112,13 +112,35 @@ CONTENT
 LLMFAB_STEPS=(f)
 llmfab_main "$@"
 """
-    text = "set -Eeuo pipefail\n" + lib + body
+    backup_dir = tmp_path / "backups"
+    text = f"set -Eeuo pipefail\nLLMFAB_BACKUP_DIR={backup_dir}\n" + lib + body
     (first,) = run_script(text, tmp_path)
     assert first.status == Status.CHANGED and "backup kept" in first.message
     assert target.read_text() == "new\n"
-    backups = list(target.parent.glob("x.conf.llmfab-backup.*"))
+    # The backup is kept away from the directory (apt's, sysctl's) that reads every file in it.
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.conf"]
+    backups = list(backup_dir.rglob("x.conf.*"))
     assert len(backups) == 1 and backups[0].read_text() == "old\n"
+    assert backups[0].parent == backup_dir / str(target.parent).lstrip("/")
     (second,) = run_script(text, tmp_path)
     assert second.status == Status.OK
-    assert len(list(target.parent.glob("x.conf.llmfab-backup.*"))) == 1
+    assert len(list(backup_dir.rglob("x.conf.*"))) == 1
     assert not list(target.parent.glob(".x.conf.llmfab-tmp.*"))
+
+
+def test_a_failed_step_skips_the_rest_of_its_group_and_an_ungrouped_failure_skips_everything(tmp_path):
+    lib = (Path(__file__).resolve().parents[2] / "llmfab" / "lib" / "llmfab.sh").read_text()
+    body = """
+step_driver() { llmfab_fail "refused"; }
+step_fm() { llmfab_ok "fm"; }
+step_docker() { llmfab_ok "docker"; }
+step_base() { false; }
+step_last() { llmfab_ok "last"; }
+LLMFAB_STEPS=(driver fm docker base last)
+LLMFAB_GROUPS=(driver=nvidia fm=nvidia docker=docker)
+llmfab_main "$@"
+"""
+    results = run_script("set -Eeuo pipefail\n" + lib + body, tmp_path)
+    assert [(r.step, r.status) for r in results] == [
+        ("driver", Status.FAILED), ("fm", Status.SKIPPED), ("docker", Status.OK),
+        ("base", Status.FAILED), ("last", Status.SKIPPED)]

@@ -29,8 +29,8 @@ def test_fab_list_shows_the_tasks_from_the_repository_root():
 def test_fab_runs_a_task_once_for_all_of_its_hosts():
     # An unknown -H host is refused by llmfab itself, before any connection: proof
     # that the task saw the whole list instead of one call per host.
-    out = subprocess.run([sys.executable, "-m", "fabric", "-H", "n1,nx", "prep", "--dry-run"],
-                         cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "fabric", "-H", "n1,nx", "prep", "--dry-run",
+                          "--config", "configs/h20-2x8.yaml"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 2
     assert "-H names host(s) not in" in out.stderr and "nx" in out.stderr and "n1 (10.10.0.11)" in out.stderr
 
