@@ -42,7 +42,10 @@ def test_plan_says_when_it_uses_the_built_in_example(tmp_path):
 
 
 def test_a_long_flag_name_wraps_instead_of_being_cut_at_80_columns(tmp_path):
-    run = plan("--config", str(REPO / "configs" / "h20-2x8.yaml"), "--engine", "trtllm", cwd=tmp_path)
+    # TensorRT-LLM has no verified API key option: it is planned only with api_key: none (issue 11).
+    example = (REPO / "configs" / "h20-2x8.yaml").read_text()
+    (tmp_path / "c.yaml").write_text(example.replace("  api_key: generate", "  api_key: none", 1))
+    run = plan("--config", "c.yaml", "--engine", "trtllm", cwd=tmp_path)
     assert "…" not in run.stdout and "--kv_cache_free_gpu_memory_frac" in run.stdout
 
 
