@@ -46,7 +46,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 # Phases that only read: they leave no log file on the node ("changes nothing").
-READ_ONLY_PHASES = {"check", "status", "logs", "smoke", "model-verify"}
+# webui-admin reads a secret: no log, on the node or here, may keep it.
+READ_ONLY_PHASES = {"check", "nccl", "status", "logs", "smoke", "model-verify", "webui-admin"}
 NODE_LOG_DIR = "/var/log/llmfab"
 
 

@@ -66,6 +66,8 @@ def readable(line: str) -> str:
         return f"-- diff of {fields[1]}:\n" + b64(fields[2]).rstrip()
     if kind == "start" and fields:
         return f"-- {fields[0]} …"
+    if kind == "webui-admin-login":
+        return f"-- {kind} {' '.join(fields[:1])} (password omitted: fab webui --show-admin shows it)"
     if kind in ("log", "fact"):
         return f"-- {kind} {' '.join(fields[:2])[:80]} (base64 omitted)"
     return "-- " + " ".join([kind] + fields)
