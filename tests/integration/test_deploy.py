@@ -139,7 +139,8 @@ def test_a_layout_that_does_not_match_the_gpus_is_refused_before_any_container(f
 
 def test_trtllm_keys_are_made_distributed_and_pinned_and_an_image_without_orted_is_refused(fleet_factory, tmp_path):
     fleet = fleet_factory(2)
-    config = deploy_config(fleet, tmp_path, "trtllm")
+    # TensorRT-LLM 1.0.0 has no API key: unkeyed, its port is firewalled to the cluster.
+    config = deploy_config(fleet, tmp_path, "trtllm", engine={"api_key": "none"})
     run = fab("deploy", "--config", str(config), "--skip-smoke", timeout=400)
     assert run.returncode == 0, run.output
     head, worker = fleet.hosts
