@@ -149,14 +149,12 @@ def test_a_non_dry_run_without_a_terminal_or_yes_changes_nothing_when_hosts_cann
 
 
 def test_the_llmfab_command_refuses_a_prompt_flag_before_fabric_prompts(tmp_path):
-    run = subprocess.run([sys.executable, "-c", "from llmfab.cli import main; main()", "--prompt-for-passphrase",
-                          "ping"], cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    run = llmfab_cmd("--prompt-for-passphrase", "ping", cwd=tmp_path)
     assert run.returncode == 2 and "ssh-agent" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_the_llmfab_command_works_from_any_directory(tmp_path):
-    run = subprocess.run([sys.executable, "-c", "from llmfab.cli import main; main()", "plan", "--config",
-                          str(REPO / EXAMPLE)], cwd=tmp_path, capture_output=True, text=True)
+    run = llmfab_cmd("plan", "--config", str(REPO / EXAMPLE), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "OK" in run.stdout or "fits" in run.stdout.lower()
 
@@ -178,8 +176,11 @@ def test_check_json_on_unreachable_nodes_prints_only_json_and_fails(tmp_path):
 
 
 def llmfab_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The `llmfab` console script, from CWD, importing this checkout (not another installed copy)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-c", "from llmfab.cli import main; main()", *args], cwd=cwd,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": path})
 
 
 def test_an_unknown_flag_gets_the_nearest_real_one(tmp_path):
