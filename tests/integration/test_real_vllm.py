@@ -20,7 +20,7 @@ from tests.harness import TestFleet
 from tests.harness.standin import docker_state
 
 from . import browser
-from .realenv import SERVED, build_tiny_model, keep_logs, real_config, require_real_programs
+from .realenv import DIST_PORT, SERVED, build_tiny_model, keep_logs, real_config, require_real_programs
 from .scenario import copy_into, fab, summary
 
 pytestmark = pytest.mark.real_engine
@@ -228,6 +228,7 @@ def _run_sh(host, *args: str, timeout: int = 600):
 def test_bundles_deploy_the_real_vllm_in_either_order_then_smoke_it_on_the_head(cluster, tmp_path, head_first):
     fleet, config = cluster
     assert fab("stop", "--config", str(config), timeout=120).returncode == 0
+    _no_engine_left(fleet)
     out = tmp_path / "bundles"
     export = fab("export-bundle", "--config", str(config), "--out", str(out), timeout=120)
     assert export.returncode == 0, export.output
@@ -250,3 +251,16 @@ def test_bundles_deploy_the_real_vllm_in_either_order_then_smoke_it_on_the_head(
     for host in fleet.hosts:
         assert _run_sh(host, "stop", timeout=120).returncode == 0
     assert not any(_engines(h) for h in fleet.hosts)
+    _no_engine_left(fleet)
+
+
+def _no_engine_left(fleet, timeout: float = 30) -> None:
+    """No vLLM process on any host and the rendezvous port free (a killed process may take a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {h.name: _vllm_processes(h) for h in fleet.hosts}
+        bound = fleet.hosts[0].exec(f"ss -ltnH 'sport = :{DIST_PORT}'").stdout.strip()
+        if not any(left.values()) and not bound:
+            return
+        assert time.monotonic() < deadline, (left, bound)
+        time.sleep(1)
