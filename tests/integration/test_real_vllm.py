@@ -87,9 +87,13 @@ def test_fab_smoke_and_status_see_the_real_server(cluster):
     assert "endpoint http://127.0.0.61:41061/health: up" in status.stdout, status.stdout
 
 
-def test_the_served_model_answers_with_the_served_name(cluster):
+def test_the_served_model_answers_with_the_served_name_to_the_key_only(cluster):
     fleet, _ = cluster
-    listing = fleet.hosts[0].exec("curl -fsS http://127.0.0.61:41061/v1/models").stdout
+    head = fleet.hosts[0]
+    # The API is keyed by default: the key llmfab kept on the head opens it, nothing else does.
+    assert head.exec("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.61:41061/v1/models").stdout == "401"
+    key = head.read("/etc/llmfab/api_key").strip()
+    listing = head.exec(f"curl -fsS -H 'Authorization: Bearer {key}' http://127.0.0.61:41061/v1/models").stdout
     assert [m["id"] for m in json.loads(listing)["data"]] == [SERVED]
 
 
