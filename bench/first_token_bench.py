@@ -119,7 +119,7 @@ def main() -> int:
         base = Path(tmp)
         model = build_tiny_model(base / "model")
         with TestFleet(2, workdir=base / "fleet", first_octet=FIRST_OCTET, port=2281) as fleet:
-            config = real_config(fleet, base, model)
+            config = real_config(fleet, base, model, engine={"port": 41081, "dist_port": 21081})
             cfg = config_mod.load(config)
             url = f"http://{cfg.head.address}:{cfg.engine.port}"
             fab("deploy", "--config", str(config), "--skip-smoke")  # warm caches for both ways
