@@ -20,13 +20,13 @@ from tests.harness import TestFleet
 from tests.harness.standin import docker_state
 
 from . import browser
-from .realenv import DIST_PORT, SERVED, build_tiny_model, keep_logs, real_config, require_real_programs
+from .realenv import DIST_PORT, ENDPOINT, HEAD, SERVED, WEBUI_URL, WORKER, build_tiny_model, keep_logs, real_config, require_real_programs
 from .scenario import copy_into, fab, summary
 
 pytestmark = pytest.mark.real_engine
 
 # The ports the harness gives this module: other modules' fleets start at .11.
-FIRST_OCTET = 61
+FIRST_OCTET = int(HEAD.rsplit(".", 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -84,16 +84,16 @@ def test_fab_smoke_and_status_see_the_real_server(cluster):
     assert re.search(r"smoke: ttft_s=[0-9.]+, chunks=[1-9]", smoke.stdout), smoke.stdout
     status = fab("status", "--config", str(config), timeout=120)
     assert status.returncode == 0, status.output
-    assert "endpoint http://127.0.0.61:41061/health: up" in status.stdout, status.stdout
+    assert f"endpoint {ENDPOINT}/health: up" in status.stdout, status.stdout
 
 
 def test_the_served_model_answers_with_the_served_name_to_the_key_only(cluster):
     fleet, _ = cluster
     head = fleet.hosts[0]
     # The API is keyed by default: the key llmfab kept on the head opens it, nothing else does.
-    assert head.exec("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.61:41061/v1/models").stdout == "401"
+    assert head.exec("curl -sS -o /dev/null -w '%{http_code}' " + ENDPOINT + "/v1/models").stdout == "401"
     key = head.read("/etc/llmfab/api_key").strip()
-    listing = head.exec(f"curl -fsS -H 'Authorization: Bearer {key}' http://127.0.0.61:41061/v1/models").stdout
+    listing = head.exec(f"curl -fsS -H 'Authorization: Bearer {key}' {ENDPOINT}/v1/models").stdout
     assert [m["id"] for m in json.loads(listing)["data"]] == [SERVED]
 
 
@@ -107,7 +107,7 @@ def test_a_person_signs_in_to_the_real_open_webui_as_its_admin_and_reads_a_strea
     head = fleet.hosts[0]
     run = fab("webui", "--config", str(config), timeout=600)
     assert run.returncode == 0, run.output
-    url = "http://127.0.0.61:18061/"
+    url = WEBUI_URL
     email, password = _admin(head)
     assert url in run.stdout and f"Open WebUI admin: {email}  password: {password}" in run.stdout
     # Nobody can sign up: the first visitor is not offered the admin account.
@@ -143,10 +143,10 @@ def test_open_webui_keeps_its_secret_users_and_chats_across_stop_and_redeploy(cl
     assert again.returncode == 0, again.output
     assert "password" not in again.stdout
     # A session signed by the kept WEBUI_SECRET_KEY is still valid after the restart.
-    me = head.exec(f"curl -fsS -H 'Authorization: Bearer {token}' http://127.0.0.61:18061/api/v1/auths/")
+    me = head.exec(f"curl -fsS -H 'Authorization: Bearer {token}' {WEBUI_URL}api/v1/auths/")
     assert me.returncode == 0 and '"email":"admin@llmfab.local"' in me.stdout.replace(" ", ""), me
     with browser.page(tmp_path) as pg:
-        browser.sign_in(pg, "http://127.0.0.61:18061/", *_admin(head))
+        browser.sign_in(pg, WEBUI_URL, *_admin(head))
         browser.dismiss_release_notes(pg)
         assert pg.get_by_text("Say hello to the cluster").count() >= 1
 
@@ -180,7 +180,7 @@ def test_a_killed_worker_process_is_named_by_fab_status_within_seconds(cluster):
     status = fab("status", "--config", str(config), timeout=60)
     took = time.monotonic() - start
     assert status.returncode == 1, status.output
-    assert "engine group broken" in status.stdout and "n2 (127.0.0.62, rank 1: Exited" in status.stdout
+    assert "engine group broken" in status.stdout and f"n2 ({WORKER}, rank 1: Exited" in status.stdout
     assert "a vLLM worker process on this node died" in status.stdout, status.stdout
     assert took < 15, took
 
@@ -208,7 +208,7 @@ def test_a_worker_that_never_starts_is_named_and_the_whole_group_stopped_at_once
     finally:
         worker.set_state(image, kept)
     assert run.returncode == 1, run.output
-    assert "n2 (127.0.0.62) failed: engine-image" in run.stdout, run.stdout
+    assert f"n2 ({WORKER}) failed: engine-image" in run.stdout, run.stdout
     assert "stopping the engine on every node" in run.stdout
     assert not [c for h in fleet.hosts for c in _engines(h) if c["status"] == "running"]
     assert not _vllm_processes(head) and not _vllm_processes(worker)
