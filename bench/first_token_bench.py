@@ -117,7 +117,7 @@ def wait_free(fleet: TestFleet, cfg, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = fleet.hosts[0].exec(f"ss -ltnH {ports}").stdout.strip()
-        left = [h.exec("pgrep -f 'vllm serve|VLLM::' || true").stdout.strip() for h in fleet.hosts]
+        left = [h.exec("pgrep -f '[v]llm serve|VLLM[:][:]' || true").stdout.strip() for h in fleet.hosts]
         if not busy and not any(left):
             return
         time.sleep(1)
