@@ -42,14 +42,17 @@ from tests.harness.testhosts import TestFleet  # noqa: E402
 from tests.integration.realenv import SERVED, build_tiny_model, real_config  # noqa: E402
 
 FIRST_OCTET = 81
+KEY = {"value": ""}  # the endpoint's key, read from the head after the first deploy
 
 
-def first_token(url: str, timeout: float = 300) -> float:
+def first_token(url: str, key: str = "", timeout: float = 300) -> float:
     """Send one streamed chat request; return the monotonic time its first token arrived."""
     body = json.dumps({"model": SERVED, "stream": True, "max_tokens": 8,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
-    request = urllib.request.Request(url + "/v1/chat/completions", body,
-                                     {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(url + "/v1/chat/completions", body, headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         for line in response:
             if line.startswith(b"data: ") and b'"content":"' in line:
@@ -78,7 +81,7 @@ def fab(*args: str) -> None:
 def by_llmfab(config: Path, url: str) -> float:
     start = time.monotonic()
     fab("deploy", "--config", str(config), "--skip-smoke")
-    seconds = first_token(url) - start
+    seconds = first_token(url, KEY["value"]) - start
     fab("stop", "--config", str(config))
     return seconds
 
@@ -88,6 +91,7 @@ def _hand_command(cfg, node) -> str:
     d = build(cfg)
     info = d.node_info(node)
     env = {**real.VLLM_CPU_ENV, **fabric_env(d.launch, info), "VLLM_HOST_IP": info.address,
+           **({"VLLM_API_KEY": KEY["value"]} if KEY["value"] and info.rank == 0 else {}),
            "PATH": f"{real.real_prefix() / 'vllm' / 'bin'}:/usr/bin:/bin"}
     argv = serve_command(d.profile, d.launch, info)
     return (f"env {' '.join(shlex.quote(f'{k}={v}') for k, v in env.items())} "
@@ -100,11 +104,24 @@ def by_hand(fleet: TestFleet, cfg, url: str) -> float:
     with ThreadPoolExecutor(len(fleet.hosts)) as pool:
         list(pool.map(lambda h: h.exec(commands[h.name], check=True), fleet.hosts))
     wait_health(url)
-    seconds = first_token(url) - start
+    seconds = first_token(url, KEY["value"]) - start
     for host in fleet.hosts:
-        host.exec("pkill -9 -f 'vllm serve' ; pkill -9 -f 'VLLM::' ; true")
-    time.sleep(3)
+        host.exec("pkill -9 -f 'vllm serve' ; pkill -9 -f 'VLLM::' ; pkill -9 -f resource_tracker ; true")
+    wait_free(fleet, cfg)
     return seconds
+
+
+def wait_free(fleet: TestFleet, cfg, timeout: float = 60) -> None:
+    """Wait until no engine process is left and the engine's ports are free again."""
+    ports = f"'( sport = :{cfg.engine.port} or sport = :{cfg.engine.dist_port} )'"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = fleet.hosts[0].exec(f"ss -ltnH {ports}").stdout.strip()
+        left = [h.exec("pgrep -f '[v]llm serve|VLLM[:][:]' || true").stdout.strip() for h in fleet.hosts]
+        if not busy and not any(left):
+            return
+        time.sleep(1)
+    raise RuntimeError("the hand-started engine left processes or ports behind")
 
 
 def main() -> int:
@@ -115,10 +132,11 @@ def main() -> int:
         base = Path(tmp)
         model = build_tiny_model(base / "model")
         with TestFleet(2, workdir=base / "fleet", first_octet=FIRST_OCTET, port=2281) as fleet:
-            config = real_config(fleet, base, model)
+            config = real_config(fleet, base, model, engine={"port": 41081, "dist_port": 21081})
             cfg = config_mod.load(config)
             url = f"http://{cfg.head.address}:{cfg.engine.port}"
             fab("deploy", "--config", str(config), "--skip-smoke")  # warm caches for both ways
+            KEY["value"] = (fleet.hosts[0].read("/etc/llmfab/api_key") or "").strip()
             fab("stop", "--config", str(config))
             rows = {"llmfab": [], "hand": []}
             for _ in range(args.rounds):

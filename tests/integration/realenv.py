@@ -7,6 +7,7 @@ own multi-node launch, exactly as llmfab renders it for a GPU cluster.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,12 @@ from .scenario import copy_into
 MODEL = "/models/tiny-llama"
 SERVED = "tiny"
 WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
-ENGINE_PORT, DIST_PORT, WEBUI_PORT = 41061, 21061, 18061
+# Addresses and ports of their own: test sessions on one machine share its network,
+# and a second session (LLMFAB_TESTHOST_PORT, see tests/conftest.py) gets another slot.
+SLOT = (int(os.environ.get("LLMFAB_TESTHOST_PORT", "2222")) - 2222) % 17
+HEAD, WORKER = f"127.0.0.{61 + 2 * SLOT}", f"127.0.0.{62 + 2 * SLOT}"
+ENGINE_PORT, DIST_PORT, WEBUI_PORT = 41061 + SLOT, 21061 + 200 * SLOT, 18061 + SLOT
+ENDPOINT, WEBUI_URL = f"http://{HEAD}:{ENGINE_PORT}", f"http://{HEAD}:{WEBUI_PORT}/"
 
 # TP 1 x PP 2 over two one-GPU nodes; a short context keeps the CPU KV cache small.
 OPTIONS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 2, "max_model_len": 512,

@@ -20,13 +20,13 @@ from tests.harness import TestFleet
 from tests.harness.standin import docker_state
 
 from . import browser
-from .realenv import SERVED, build_tiny_model, keep_logs, real_config, require_real_programs
+from .realenv import DIST_PORT, ENDPOINT, HEAD, SERVED, WEBUI_URL, WORKER, build_tiny_model, keep_logs, real_config, require_real_programs
 from .scenario import copy_into, fab, summary
 
 pytestmark = pytest.mark.real_engine
 
 # The ports the harness gives this module: other modules' fleets start at .11.
-FIRST_OCTET = 61
+FIRST_OCTET = int(HEAD.rsplit(".", 1)[1])
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +84,16 @@ def test_fab_smoke_and_status_see_the_real_server(cluster):
     assert re.search(r"smoke: ttft_s=[0-9.]+, chunks=[1-9]", smoke.stdout), smoke.stdout
     status = fab("status", "--config", str(config), timeout=120)
     assert status.returncode == 0, status.output
-    assert "endpoint http://127.0.0.61:41061/health: up" in status.stdout, status.stdout
+    assert f"endpoint {ENDPOINT}/health: up" in status.stdout, status.stdout
 
 
-def test_the_served_model_answers_with_the_served_name(cluster):
+def test_the_served_model_answers_with_the_served_name_to_the_key_only(cluster):
     fleet, _ = cluster
-    listing = fleet.hosts[0].exec("curl -fsS http://127.0.0.61:41061/v1/models").stdout
+    head = fleet.hosts[0]
+    # The API is keyed by default: the key llmfab kept on the head opens it, nothing else does.
+    assert head.exec("curl -sS -o /dev/null -w '%{http_code}' " + ENDPOINT + "/v1/models").stdout == "401"
+    key = head.read("/etc/llmfab/api_key").strip()
+    listing = head.exec(f"curl -fsS -H 'Authorization: Bearer {key}' {ENDPOINT}/v1/models").stdout
     assert [m["id"] for m in json.loads(listing)["data"]] == [SERVED]
 
 
@@ -103,7 +107,7 @@ def test_a_person_signs_in_to_the_real_open_webui_as_its_admin_and_reads_a_strea
     head = fleet.hosts[0]
     run = fab("webui", "--config", str(config), timeout=600)
     assert run.returncode == 0, run.output
-    url = "http://127.0.0.61:18061/"
+    url = WEBUI_URL
     email, password = _admin(head)
     assert url in run.stdout and f"Open WebUI admin: {email}  password: {password}" in run.stdout
     # Nobody can sign up: the first visitor is not offered the admin account.
@@ -137,12 +141,12 @@ def test_open_webui_keeps_its_secret_users_and_chats_across_stop_and_redeploy(cl
     assert not [c for c in docker_state.containers(head) if c["name"] == "llmfab-webui"]
     again = fab("webui", "--config", str(config), timeout=600)
     assert again.returncode == 0, again.output
-    assert "password" not in again.stdout
+    assert _admin(head)[1] not in again.output and "Open WebUI admin:" not in again.stdout
     # A session signed by the kept WEBUI_SECRET_KEY is still valid after the restart.
-    me = head.exec(f"curl -fsS -H 'Authorization: Bearer {token}' http://127.0.0.61:18061/api/v1/auths/")
+    me = head.exec(f"curl -fsS -H 'Authorization: Bearer {token}' {WEBUI_URL}api/v1/auths/")
     assert me.returncode == 0 and '"email":"admin@llmfab.local"' in me.stdout.replace(" ", ""), me
     with browser.page(tmp_path) as pg:
-        browser.sign_in(pg, "http://127.0.0.61:18061/", *_admin(head))
+        browser.sign_in(pg, WEBUI_URL, *_admin(head))
         browser.dismiss_release_notes(pg)
         assert pg.get_by_text("Say hello to the cluster").count() >= 1
 
@@ -176,7 +180,7 @@ def test_a_killed_worker_process_is_named_by_fab_status_within_seconds(cluster):
     status = fab("status", "--config", str(config), timeout=60)
     took = time.monotonic() - start
     assert status.returncode == 1, status.output
-    assert "engine group broken" in status.stdout and "n2 (127.0.0.62, rank 1: Exited" in status.stdout
+    assert "engine group broken" in status.stdout and f"n2 ({WORKER}, rank 1: Exited" in status.stdout
     assert "a vLLM worker process on this node died" in status.stdout, status.stdout
     assert took < 15, took
 
@@ -204,7 +208,7 @@ def test_a_worker_that_never_starts_is_named_and_the_whole_group_stopped_at_once
     finally:
         worker.set_state(image, kept)
     assert run.returncode == 1, run.output
-    assert "n2 (127.0.0.62) failed: engine-image" in run.stdout, run.stdout
+    assert f"n2 ({WORKER}) failed: engine-image" in run.stdout, run.stdout
     assert "stopping the engine on every node" in run.stdout
     assert not [c for h in fleet.hosts for c in _engines(h) if c["status"] == "running"]
     assert not _vllm_processes(head) and not _vllm_processes(worker)
@@ -228,6 +232,7 @@ def _run_sh(host, *args: str, timeout: int = 600):
 def test_bundles_deploy_the_real_vllm_in_either_order_then_smoke_it_on_the_head(cluster, tmp_path, head_first):
     fleet, config = cluster
     assert fab("stop", "--config", str(config), timeout=120).returncode == 0
+    _no_engine_left(fleet)
     out = tmp_path / "bundles"
     export = fab("export-bundle", "--config", str(config), "--out", str(out), timeout=120)
     assert export.returncode == 0, export.output
@@ -250,3 +255,16 @@ def test_bundles_deploy_the_real_vllm_in_either_order_then_smoke_it_on_the_head(
     for host in fleet.hosts:
         assert _run_sh(host, "stop", timeout=120).returncode == 0
     assert not any(_engines(h) for h in fleet.hosts)
+    _no_engine_left(fleet)
+
+
+def _no_engine_left(fleet, timeout: float = 30) -> None:
+    """No vLLM process on any host and the rendezvous port free (a killed process may take a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {h.name: _vllm_processes(h) for h in fleet.hosts}
+        bound = fleet.hosts[0].exec(f"ss -ltnH 'sport = :{DIST_PORT}'").stdout.strip()
+        if not any(left.values()) and not bound:
+            return
+        assert time.monotonic() < deadline, (left, bound)
+        time.sleep(1)
