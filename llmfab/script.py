@@ -27,7 +27,9 @@ LLMFAB_LOCK={lock}
 """
 
 # Phases that change nothing on the node run beside a changing one: no lock.
-UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench"}
+# `model` has its own: its download runs detached under a lock of its own, and
+# a second run waits for the download under way instead of failing.
+UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench", "model"}
 
 
 def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
