@@ -267,6 +267,8 @@ class Engine(Section):
     name: Literal["vllm", "sglang", "trtllm"] = "vllm"
     version: Optional[str] = None
     port: int = Field(40000, ge=1, le=65535)
+    # The ranks' rendezvous (vLLM --master-port, SGLang --dist-init-addr port).
+    dist_port: int = Field(20001, ge=1, le=65535)
     bind: str = "0.0.0.0"
     # none | generate | the key itself. Stored mode 0600 on the head, never logged.
     api_key: str = "none"
@@ -279,7 +281,7 @@ class Engine(Section):
 class WebUI(Section):
     """Open WebUI on the head (fab webui), pointed at the engine's endpoint."""
 
-    image: str = Field("ghcr.io/open-webui/open-webui:v0.6.41", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+    image: str = Field("ghcr.io/open-webui/open-webui:v0.12.4", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
     port: int = Field(8080, ge=1, le=65535)
     bind: str = "0.0.0.0"
     # Users, chats and settings live here on the head; re-deploying keeps them.

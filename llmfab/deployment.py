@@ -110,6 +110,7 @@ def _launch(config: ClusterConfig, profile: EngineProfile, options: dict) -> Lau
             gpus_per_node=config.gpu.per_node,
             served_name=config.model.served_name,
             port=config.engine.port,
+            dist_port=config.engine.dist_port,
             bind_host=config.engine.bind,
             interface=config.network.interface,
             nccl_ib_hca=tuple(config.network.nccl_ib_hca),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from invoke import task
 from invoke.exceptions import Exit
 from rich.text import Text
@@ -12,6 +14,7 @@ from llmfab.deployment import DeploymentError, build
 from llmfab.engines import list_engines, list_versions
 from llmfab.errors import UsageError
 from llmfab.exits import ExitStatus
+from llmfab.fleet import Fleet
 from llmfab.output import diagnoses
 from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
@@ -92,7 +95,9 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
             raise Exit("refused: the model does not fit this layout (see above)", code=int(ExitStatus.REFUSED))
         session.reporter.out.print(f"deploying [bold]{d.engine} {d.profile.version}[/bold] ({d.profile.image_ref}), "
                                    f"fingerprint {d.fingerprint}")
-        results = session.run_phase("deploy")
+        if not dry_run:
+            _restart_broken_group(session)
+        results = _deploy_phase(session, dry_run)
         if any(r.failed for r in results) and not dry_run:
             _diagnose(session.reporter.out, results)
             session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")
@@ -102,6 +107,87 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, parallel=0,
         session.finish(results, "deploy recap" + (" (dry run)" if dry_run else ""))
         if not skip_smoke and not dry_run:
             _smoke(_on_head(session))
+
+
+def _restart_broken_group(session: Session) -> None:
+    """Stop every rank first when some ranks run and others crashed: they cannot rejoin."""
+    fleet = session.fleet
+    before = fleet.nodes
+    fleet.nodes = list(session.config.nodes)
+    try:
+        broken = group.down(fleet.run_phase("status"))
+        if broken:
+            session.reporter.out.print("[bold yellow]engine group broken[/bold yellow] ("
+                                       + "; ".join(r.describe() for r in broken)
+                                       + "): stopping every rank to start them together")
+            fleet.run_phase("stop")
+    finally:
+        fleet.nodes = before
+
+
+class _Silent:
+    """Progress that shows nothing (repeated background stops)."""
+
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+class _StopGroupOnFailure:
+    """Progress that also stops every rank as soon as one host's deploy fails.
+
+    Without it the head would wait for a worker that will never join until
+    engine.ready_timeout; with the group stopped, the head's wait sees its
+    container go and ends within seconds.
+    """
+
+    def __init__(self, session: Session):
+        self._inner = session.fleet.progress
+        self._session = session
+        self._stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.phase_done = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def host_done(self, result: HostResult) -> None:
+        self._inner.host_done(result)
+        if result.failed and not self._stopping.is_set():
+            self._stopping.set()
+            self.thread = threading.Thread(target=self._stop_group, args=(result,), daemon=True)
+            self.thread.start()
+
+    def _stop_group(self, failed: HostResult) -> None:
+        # Stop again every few seconds until the phase ends: a rank that was
+        # still starting when the first stop ran would start its container after it.
+        self._session.reporter.out.print(
+            f"[bold red]{failed.host} ({failed.address}) failed: {failed.reason}[/bold red]; "
+            "stopping the engine on every node, so the others stop waiting for it")
+        config = self._session.config
+        progress = self._inner
+        while True:
+            fleet = Fleet(config, list(config.nodes), self._session.fleet.options,
+                          self._session.fleet.parallel, progress)
+            fleet.run_phase("stop")
+            progress = _Silent()
+            if self.phase_done.wait(5):
+                return
+
+
+def _deploy_phase(session: Session, dry_run: bool) -> list[HostResult]:
+    """The deploy phase on every node; the first failing host takes the group down at once."""
+    if dry_run:
+        return session.run_phase("deploy")
+    inner = session.fleet.progress
+    watcher = _StopGroupOnFailure(session)
+    session.fleet.progress = watcher
+    try:
+        return session.run_phase("deploy")
+    finally:
+        session.fleet.progress = inner
+        watcher.phase_done.set()
+        if watcher.thread is not None:
+            watcher.thread.join()
 
 
 def _smoke(session: Session) -> None:

@@ -68,7 +68,24 @@ def environment(config: ClusterConfig) -> dict[str, str]:
         "OFFLINE_MODE": "True",
         "HF_HUB_OFFLINE": "1",
         "ENABLE_VERSION_UPDATE_CHECK": "False",
+        **_tool_calling(config),
     }
+
+
+def _tool_calling(config: ClusterConfig) -> dict[str, str]:
+    """Open WebUI's function calling, matched to what the engine was started with.
+
+    Open WebUI (0.12) sends its built-in tools with ``tool_choice: auto`` on
+    every chat, and vLLM refuses such a request unless it runs with
+    --enable-auto-tool-choice and a --tool-call-parser for the model (found
+    with the real vLLM and the real Open WebUI). Unless the engine options
+    turn tool calling on, Open WebUI uses its prompt-based ("legacy") function
+    calling, which sends no tools field, so plain chat works with any engine.
+    """
+    options = config.engine.options
+    if options.get("enable_auto_tool_choice") or options.get("tool_call_parser"):
+        return {}
+    return {"DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": "legacy"})}
 
 
 def _key_file(config: ClusterConfig) -> str:

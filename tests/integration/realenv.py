@@ -18,7 +18,8 @@ from .scenario import copy_into
 
 MODEL = "/models/tiny-llama"
 SERVED = "tiny"
-WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.6.41"
+WEBUI_IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
+ENGINE_PORT, DIST_PORT, WEBUI_PORT = 41061, 21061, 18061
 
 # TP 1 x PP 2 over two one-GPU nodes; a short context keeps the CPU KV cache small.
 OPTIONS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 2, "max_model_len": 512,
@@ -50,11 +51,24 @@ def real_config(fleet, tmp_path: Path, model_dir: Path, engine: dict | None = No
         "network": {"interface": "lo"},
         "gpu": {"per_node": 1},
         "model": {"id": "llmfab-tests/tiny-llama", "path": MODEL, "served_name": SERVED},
+        # Ports of their own: other test fleets on this machine share its network.
         "engine": {"name": "vllm", "version": real.VLLM_VERSION, "ready_timeout": 300,
-                   "options": dict(OPTIONS), **(engine or {})},
-        "webui": {"image": WEBUI_IMAGE},
+                   "port": ENGINE_PORT, "dist_port": DIST_PORT, "options": dict(OPTIONS),
+                   **(engine or {})},
+        "webui": {"image": WEBUI_IMAGE, "port": WEBUI_PORT},
         # The v0.32.0 profile is a CUDA 13 image: llmfab refuses it for a driver below 580.
         "nvidia": {"driver_version": "580.65.06", "cuda_version": "13.0.0"},
         **extra,
     }
     return fleet.write_config(tmp_path / "real.yaml", **overrides)
+
+
+def keep_logs(fleet, dest: Path) -> None:
+    """Copy every host's llmfab and engine logs to ``dest/<host>/`` (to read after a failure)."""
+    for host in fleet.hosts:
+        listing = host.exec("ls /var/log/llmfab 2>/dev/null").stdout.split()
+        for name in listing:
+            text = host.read(f"/var/log/llmfab/{name}")
+            if text is not None:
+                (dest / host.name).mkdir(parents=True, exist_ok=True)
+                (dest / host.name / name).write_text(text)

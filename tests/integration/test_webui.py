@@ -23,7 +23,7 @@ from tests.harness.standin import docker_state
 
 from .scenario import REPO, fab, summary
 
-IMAGE = "ghcr.io/open-webui/open-webui:v0.6.41"
+IMAGE = "ghcr.io/open-webui/open-webui:v0.12.4"
 ENGINE_IMAGE = "vllm/vllm-openai:v0.8.5"
 PORT = 18080  # not Open WebUI's 8080: the network namespace is the machine's
 DATA = "/var/lib/llmfab/open-webui"

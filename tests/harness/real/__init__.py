@@ -81,7 +81,10 @@ def add_vllm_image(host, ref: str = VLLM_IMAGE) -> None:
 def add_webui_image(host, ref: str) -> None:
     """Make ``ref`` an image that runs the real Open WebUI the way its image does."""
     path = f"{real_prefix() / 'webui' / 'bin'}:{DEFAULT_PATH}"
-    _native(host, ref, {"PATH": path, **WEBUI_IMAGE_ENV}, ["bash", "-c", WEBUI_START])
+    # The image serves its front end from /app/build; the package keeps it beside its code.
+    [frontend] = (real_prefix() / "webui" / "lib").glob("python3*/site-packages/open_webui/frontend")
+    env = {"PATH": path, **WEBUI_IMAGE_ENV, "FRONTEND_BUILD_DIR": str(frontend)}
+    _native(host, ref, env, ["bash", "-c", WEBUI_START])
 
 
 def build_model_command(dest: str) -> str:
