@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -72,8 +73,10 @@ def wait_health(url: str, timeout: float = 600) -> None:
 
 
 def fab(*args: str) -> None:
+    # A script answers no prompt: --yes for prep and deploy (LLMFAB_ASSUME_YES).
     done = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "LLMFAB_ASSUME_YES": "1"})
     if done.returncode != 0:
         raise RuntimeError(f"fab {' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
 
