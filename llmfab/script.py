@@ -29,7 +29,9 @@ LLMFAB_LOCK={lock}
 # Phases that change nothing on the node run beside a changing one: no lock.
 # `model` has its own: its download runs detached under a lock of its own, and
 # a second run waits for the download under way instead of failing.
-UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench", "model"}
+# Stop is the brake: it must work while a deploy holds the lock (fab deploy
+# stops the whole group when one rank fails, while the head is still waiting).
+UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench", "model", "stop", "stop-webui"}
 
 
 def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
