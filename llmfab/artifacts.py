@@ -3,15 +3,19 @@
 Layout of a cache (the same as a bundle's ``artifacts/``)::
 
     files/    installers (CUDA .run, Miniconda)
-    debs/<group>/   .deb packages with their dependencies, per prep step
+    debs/<group>/   .deb packages with their whole dependency closure, per group the
+                    steps install (closure.json: each .deb's SHA256 from the signed index)
     wheels/   Python wheels (nvitop)
-    images/   engine and Open WebUI images, `docker save` | gzip
+    images/   engine and Open WebUI images, `docker save` | gzip (+ .id: the image ID)
+    models/<dir>/   the weights, when model.in_bundle
     MANIFEST.json   sha256 of every artifact, so a re-run fetches only what is
                     missing or does not match
 
-Each artifact is fetched by the tool made for it (urllib, apt-get, pip,
-docker); what cannot be fetched here is reported with the reason, never
-skipped silently.
+What the cluster needs comes from the steps themselves (llmfab/kit.py reads
+the rendered scripts): the .deb groups and images cannot drift from what the
+nodes install. Each artifact is fetched by the tool made for it (urllib, apt
+in a private root for the nodes' release, pip, docker); what cannot be
+fetched here is reported with the reason, never skipped silently.
 """
 
 from __future__ import annotations
@@ -24,25 +28,26 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Callable, Optional
 
+from . import aptroot, kit, kitmodel
 from .config import ClusterConfig
-from .steps.docker import engine as docker_step
-from .steps.engine import _archive, deployment
-from .steps.nvidia import BUILD_PACKAGES
 
 FETCHED, CACHED, FAILED = "fetched", "cached", "failed"
-KINDS = ("files", "debs", "wheels", "images")
+KINDS = ("files", "debs", "wheels", "images", "models")
+DEFAULT_KINDS = ("files", "debs", "wheels", "images")  # models: only with --model (hundreds of GB)
 
 
 @dataclass(frozen=True)
 class Artifact:
-    kind: str  # files | debs | wheels | images
-    path: str  # relative to the cache: files/x.run, debs/docker, wheels, images/x.tar.gz
-    source: str  # a URL, a package list, a requirement, an image reference
+    kind: str  # files | debs | wheels | images | models
+    path: str  # relative to the cache: files/x.run, debs/docker, wheels, images/x.tar.gz, models/x
+    source: str  # a URL, a package list, a requirement, an image reference, a model id
     sha256: Optional[str] = None  # known in advance (config), else recorded on fetch
+    group: Optional[kit.DebGroup] = field(default=None, compare=False)
+    steps: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,29 +58,35 @@ class Outcome:
 
 
 def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact]:
-    """Everything the configured cluster needs offline."""
-    n = config.nvidia
-    out = [Artifact("files", f"files/{n.installer_name}", n.installer, n.installer_sha256)]
-    out.append(Artifact("debs", "debs/build", " ".join(BUILD_PACKAGES)))
-    if n.fabricmanager:
-        out.append(Artifact("debs", "debs/fabricmanager", f"nvidia-fabricmanager-{n.driver_branch}={n.driver_version}-1"))
-    if config.docker.enabled:
-        out.append(Artifact("debs", "debs/docker", " ".join(docker_step(config, config.nodes[0])["packages"])))
-        if config.docker.container_toolkit:
-            out.append(Artifact("debs", "debs/container-toolkit", "nvidia-container-toolkit"))
-    if n.nvitop:
-        out.append(Artifact("wheels", "wheels", "nvitop"))
-    if config.miniconda.enabled:
-        url = config.miniconda.installer_url
-        out.append(Artifact("files", f"files/{url.rsplit('/', 1)[-1]}", url, config.miniconda.installer_sha256))
-    if config.engine.firewall:
-        # deploy installs nftables where nft is missing (the engine firewall).
-        out.append(Artifact("debs", "debs/firewall", "nftables"))
+    """Everything the configured cluster needs offline, read from its steps."""
     if engine:
         config.engine.name = engine
-    image = deployment(config).profile.image_ref
-    out.append(Artifact("images", f"images/{_archive(image)}", image))
+    needs = kit.needs(config)
+    n = config.nvidia
+    out = []
+    if n.enabled:
+        out.append(Artifact("files", f"files/{n.installer_name}", n.installer, n.installer_sha256, steps=("nvidia-driver",)))
+    for group in needs.debs.values():
+        out.append(Artifact("debs", f"debs/{group.name}", " ".join(group.packages), group=group,
+                            steps=tuple(group.steps)))
+    if n.enabled and n.nvitop:
+        out.append(Artifact("wheels", "wheels", "nvitop", steps=("nvitop",)))
+    if config.miniconda.enabled:
+        url = config.miniconda.installer_url
+        out.append(Artifact("files", f"files/{url.rsplit('/', 1)[-1]}", url, config.miniconda.installer_sha256,
+                            steps=("miniconda",)))
+    for image in needs.images.values():
+        out.append(Artifact("images", f"images/{image.archive}", image.ref, steps=tuple(image.steps)))
+    if config.model.in_bundle:
+        out.append(Artifact("models", f"models/{PurePosixPath(config.model.path).name}", config.model.id,
+                            steps=("model-download",)))
     return out
+
+
+def missing(config: ClusterConfig, root: Path, engine: Optional[str] = None) -> list[tuple[Artifact, str]]:
+    """What the kit at ROOT lacks for CONFIG: each needed artifact with the problem."""
+    cache = Cache(root)
+    return [(a, problem) for a in wanted(config, engine) if (problem := cache.problem(a, recorded=False))]
 
 
 class Cache:
@@ -87,12 +98,33 @@ class Cache:
         self.manifest: dict[str, str] = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
 
     def valid(self, a: Artifact) -> bool:
-        """Present, and matching the expected (or recorded) checksum."""
+        """Present, complete, and matching the expected (or recorded) checksum."""
+        return self.problem(a) is None
+
+    def problem(self, a: Artifact, recorded: bool = True) -> Optional[str]:
+        """Why A is not ready in this cache (None when it is). RECORDED: a
+        checksum must have been recorded on fetch (a kit checked for export may
+        also be made by hand: complete, and matching what was recorded)."""
         target = self.root / a.path
+        if a.group is not None and a.group.unresolved:
+            return "; ".join(a.group.unresolved)
         if not target.exists():
-            return False
+            return "missing"
+        if a.kind == "debs":
+            absent = debs_missing(target, a.group.packages if a.group else a.source.split())
+            if absent:
+                return "no .deb for " + ", ".join(absent)
+            broken = closure_problems(target)
+            if broken:
+                return broken
+        if a.kind == "models" and not (target / kitmodel.MANIFEST).is_file():
+            return f"incomplete: no {kitmodel.MANIFEST} (fetch-artifacts --model finishes it)"
         want = a.sha256 or self.manifest.get(a.path)
-        return want is not None and digest(target) == want
+        if want is None:
+            return "not fetched by fetch-artifacts (no checksum recorded in MANIFEST.json)" if recorded else None
+        if digest(target) != want:
+            return "differs from the checksum recorded when it was fetched"
+        return None
 
     def record(self, a: Artifact) -> str:
         value = digest(self.root / a.path)
@@ -115,28 +147,79 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_all(config: ClusterConfig, cache_dir: Path, *, engine: Optional[str] = None, only: tuple[str, ...] = KINDS,
+def debs_missing(directory: Path, packages: list[str]) -> list[str]:
+    """The package specs (NAME or NAME=VERSION) with no .deb in DIRECTORY."""
+    names = {p.name for p in directory.glob("*.deb")}
+    absent = []
+    for spec in packages:
+        name, _, version = spec.partition("=")
+        prefix = f"{name}_{version.replace(':', '%3a')}_" if version else f"{name}_"
+        if not any(n.startswith(prefix) for n in names):
+            absent.append(spec)
+    return absent
+
+
+def closure_problems(directory: Path) -> Optional[str]:
+    """What differs from the closure apt resolved (closure.json), if it was recorded."""
+    listing = directory / "closure.json"
+    if not listing.is_file():
+        return None
+    debs = json.loads(listing.read_text())["debs"]
+    bad = [d["file"] for d in debs if not (directory / d["file"]).is_file() or digest(directory / d["file"]) != d["sha256"]]
+    return f"{len(bad)} .deb(s) of the closure missing or not the signed index's SHA256: {', '.join(bad[:5])}" if bad else None
+
+
+@dataclass
+class Fetching:
+    """What one fetch run shares between artifacts: the config, the private apt root."""
+
+    config: ClusterConfig
+    cache: "Cache"
+    model_from: Optional[str] = None
+    checksums: bool = False
+    _apt: Optional[aptroot.AptRoot] = None
+
+    def apt(self, groups: list[kit.DebGroup]) -> aptroot.AptRoot:
+        """One private apt root for the nodes' release, updated once per run."""
+        if self._apt is None:
+            target = kit.release(self.config.system.os_release)
+            root = aptroot.AptRoot(self.cache.root / ".aptroot", target)
+            repos: list[kit.Repo] = []
+            for g in groups:
+                repos += [r for r in g.repos if r not in repos]
+            root.prepare(repos)
+            root.signed = root.update()
+            self._apt = root
+        return self._apt
+
+
+def fetch_all(config: ClusterConfig, cache_dir: Path, *, engine: Optional[str] = None, only: tuple[str, ...] = DEFAULT_KINDS,
+              model_from: Optional[str] = None, checksums: bool = False,
               progress: Callable[[Outcome], None] = lambda o: None) -> list[Outcome]:
     cache = Cache(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    run = Fetching(config, cache, model_from, checksums)
+    todo = [a for a in wanted(config, engine) if a.kind in only]
+    groups = [a.group for a in todo if a.group is not None]
     outcomes = []
-    for a in wanted(config, engine):
-        if a.kind not in only:
+    for a in todo:
+        if a.kind == "models" and "models" in only and not config.model.in_bundle:
             continue
         if cache.valid(a):
             outcome = Outcome(a, CACHED, f"sha256 {cache.manifest.get(a.path, a.sha256)[:12]} matches")
         else:
-            outcome = _fetch_one(a, cache, config)
+            outcome = _fetch_one(a, run, groups)
         outcomes.append(outcome)
         progress(outcome)
     return outcomes
 
 
-def _fetch_one(a: Artifact, cache: Cache, config: ClusterConfig) -> Outcome:
+def _fetch_one(a: Artifact, run: Fetching, groups: list[kit.DebGroup]) -> Outcome:
+    cache = run.cache
     target = cache.root / a.path
     try:
-        FETCHERS[a.kind](a, target, config)
-    except FetchError as e:
+        detail = FETCHERS[a.kind](a, target, run, groups) or ""
+    except (FetchError, aptroot.AptError) as e:
         return Outcome(a, FAILED, str(e))
     if a.sha256 and digest(target) != a.sha256:
         # Never recorded, never left where export would copy it from.
@@ -144,14 +227,14 @@ def _fetch_one(a: Artifact, cache: Cache, config: ClusterConfig) -> Outcome:
         shutil.rmtree(target) if target.is_dir() else target.unlink()
         return Outcome(a, FAILED, f"checksum mismatch: got {got[:12]}, expected {a.sha256[:12]} (removed)")
     value = cache.record(a)
-    return Outcome(a, FETCHED, f"sha256 {value[:12]}")
+    return Outcome(a, FETCHED, f"sha256 {value[:12]}" + (f"; {detail}" if detail else ""))
 
 
 class FetchError(Exception):
     """One artifact could not be fetched; the message says why."""
 
 
-def _download(a: Artifact, target: Path, config: ClusterConfig) -> None:
+def _download(a: Artifact, target: Path, run: Fetching, groups) -> None:
     """Resumable download: a .part file grows until complete, then is renamed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -167,40 +250,35 @@ def _download(a: Artifact, target: Path, config: ClusterConfig) -> None:
     os.replace(part, target)
 
 
-def _debs(a: Artifact, target: Path, config: ClusterConfig) -> None:
-    """apt-get downloads the packages and their dependencies, for THIS machine's release."""
-    release = _os_release()
-    wanted_release = config.system.os_release
-    if release != wanted_release:
-        raise FetchError(f"needs a staging machine running {wanted_release} (this one runs {release}): "
-                         "apt resolves dependencies for its own release")
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = ["apt-get", "install", "-y", "-qq", "--download-only", "--reinstall", "--no-install-recommends",
-               "-o", f"Dir::Cache::archives={tmp}", *a.source.split()]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise FetchError(f"apt-get could not download {a.source}: {done.stderr.strip()[-300:]}")
-        target.mkdir(parents=True, exist_ok=True)
-        for deb in Path(tmp).glob("*.deb"):
-            shutil.move(str(deb), target / deb.name)
+def _debs(a: Artifact, target: Path, run: Fetching, groups) -> str:
+    """The group's packages and their whole closure for the nodes' release (any machine with apt)."""
+    if not shutil.which("apt-get"):
+        raise FetchError("no apt-get here: fetch .debs on a machine with apt, or in a container (README, Air-gapped)")
+    root = run.apt(groups)
+    debs = aptroot.fetch_group(a.group, root, target)
+    size = sum(d.size for d in debs)
+    return f"{len(debs)} .debs ({size / 1e6:.1f} MB) for {root.target.name}, signatures and SHA256 checked"
 
 
-def _wheels(a: Artifact, target: Path, config: ClusterConfig) -> None:
+def _wheels(a: Artifact, target: Path, run: Fetching, groups) -> None:
     target.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
-           "--python-version", config.system.python_version, "-d", str(target), a.source]
+           "--python-version", run.config.system.python_version, "-d", str(target), a.source]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise FetchError(f"pip could not download {a.source}: {done.stderr.strip()[-300:]}")
 
 
-def _image(a: Artifact, target: Path, config: ClusterConfig) -> None:
+def _image(a: Artifact, target: Path, run: Fetching, groups) -> str:
+    """docker save | gzip, with the image ID beside it (checked after docker load on the node)."""
     if not shutil.which("docker"):
         raise FetchError("no docker CLI here: install Docker on the staging machine to save images")
     if subprocess.run(["docker", "image", "inspect", a.source], capture_output=True).returncode != 0:
         pulled = subprocess.run(["docker", "pull", a.source], capture_output=True, text=True)
         if pulled.returncode != 0:
             raise FetchError(f"docker pull {a.source} failed: {pulled.stderr.strip()[-300:]}")
+    image_id = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", a.source],
+                              capture_output=True, text=True).stdout.strip()
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     with open(part, "wb") as out:
@@ -210,13 +288,15 @@ def _image(a: Artifact, target: Path, config: ClusterConfig) -> None:
         if save.wait() != 0 or gz.returncode != 0:
             raise FetchError(f"docker save {a.source} failed: {err.strip()[-300:]}")
     os.replace(part, target)
+    if image_id:
+        target.with_name(target.name.removesuffix(".tar.gz") + ".id").write_text(image_id + "\n")
+    return f"image {image_id[:19]}"
 
 
-def _os_release() -> str:
-    fields = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
-    return f"{fields.get('ID', '').strip(chr(34))}-{fields.get('VERSION_ID', '').strip(chr(34))}"
+def _model(a: Artifact, target: Path, run: Fetching, groups) -> str:
+    return kitmodel.fetch(run.config, target, run.model_from, checksums=run.checksums or run.config.model.checksums)
 
 
-FETCHERS: dict[str, Callable[[Artifact, Path, ClusterConfig], None]] = {
-    "files": _download, "debs": _debs, "wheels": _wheels, "images": _image,
+FETCHERS: dict[str, Callable[..., Optional[str]]] = {
+    "files": _download, "debs": _debs, "wheels": _wheels, "images": _image, "models": _model,
 }

@@ -21,7 +21,8 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, kitmanifest
+from .artifacts import missing as kit_gaps
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
 from .script import render_phase
@@ -56,12 +57,23 @@ class NodeBundle:
     digest: str = ""
 
 
-def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path | None = None) -> list[NodeBundle]:
+def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path | None = None,
+           complete: bool = True) -> list[NodeBundle]:
     """Write every node's bundle under OUT (replacing earlier exports of those nodes).
 
     ARTIFACTS (an artifact cache, see ``fab fetch-artifacts``) is copied once to
-    OUT/artifacts; every node directory links to it.
+    OUT/artifacts; every node directory links to it. It must hold everything
+    the steps take from a kit (COMPLETE; tests of other properties turn it
+    off): what is missing is named and nothing is written.
     """
+    manifest = None
+    if artifacts is not None and complete:
+        gaps = kit_gaps(config, artifacts)
+        if gaps:
+            raise BundleError(f"the artifact cache {artifacts} lacks what the steps need offline:\n" + "\n".join(
+                f"  {a.path} ({', '.join(a.steps) or a.kind}): {problem}" for a, problem in gaps)
+                + "\nfetch them: fab fetch-artifacts --cache " + str(artifacts) + " (--check lists them again)")
+        manifest = kitmanifest.describe(config, artifacts)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     phases = [p for p in BUNDLE_PHASES if p in PHASES]
     targets = [out / node.name for node in config.ranked_nodes()]
@@ -69,7 +81,7 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
         targets.append(out / "artifacts")
     for target in targets:
         _refuse_foreign(target)
-    pinned = _store_artifacts(artifacts, out / "artifacts") if artifacts is not None else None
+    pinned = _store_artifacts(artifacts, out / "artifacts", manifest) if artifacts is not None else None
     bundles = [_write_node(config, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
@@ -135,19 +147,21 @@ def _replace(staging: Path, dest: Path) -> None:
     os.replace(staging, dest)
 
 
-def _store_artifacts(cache: Path, dest: Path) -> str:
+def _store_artifacts(cache: Path, dest: Path, manifest: dict | None = None) -> str:
     """Copy the artifact cache once (hard links where possible), list it in SHA256SUMS
     and return that list's own sha256."""
     staging = dest.with_name(".artifacts.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(cache, staging, copy_function=_link_or_copy, symlinks=True,
-                    ignore=shutil.ignore_patterns("SHA256SUMS", "*.part", MARKER))
+                    ignore=shutil.ignore_patterns("SHA256SUMS", "*.part", MARKER, ".aptroot"))
     links = [p for p in staging.rglob("*") if p.is_symlink()]
     if links:
         shutil.rmtree(staging)
         raise BundleError(f"the artifact cache holds links ({links[0].relative_to(staging)}): "
                           "a bundle carries plain files only")
     _mark(staging)
+    if manifest is not None:
+        kitmanifest.write(manifest, staging)
     files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
     for directory in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
         directory.chmod(0o700)

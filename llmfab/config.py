@@ -137,6 +137,9 @@ class GPU(Section):
     memory_gb: int = Field(96, ge=1, le=4096)
 
 
+KERNEL_RE = re.compile(r"^[0-9]+\.[0-9]+[A-Za-z0-9.+~-]*$")
+
+
 class System(Section):
     nofile: int = Field(204800, ge=1024, le=1 << 30)
     sysctl: dict[str, int | str] = Field(
@@ -144,8 +147,18 @@ class System(Section):
     )
     hold_kernel: bool = True
     # The nodes' OS release and Python, for fetching offline artifacts that fit them.
-    os_release: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12"] = "ubuntu-22.04"
+    os_release: Literal["ubuntu-22.04", "ubuntu-24.04", "debian-12", "debian-13"] = "ubuntu-22.04"
     python_version: str = Field("3.10", pattern=r"^3\.[0-9]+$")
+    # The nodes' running kernels (`uname -r`): the offline kit carries their headers.
+    kernels: list[str] = Field(default_factory=list)
+
+    @field_validator("kernels")
+    @classmethod
+    def _kernels(cls, v: list[str]) -> list[str]:
+        bad = [k for k in v if not KERNEL_RE.match(k)]
+        if bad:
+            raise ValueError(f"not kernel releases: {', '.join(bad)} (expected `uname -r` output such as 5.15.0-119-generic)")
+        return v
 
     @field_validator("sysctl")
     @classmethod

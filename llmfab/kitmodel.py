@@ -1,0 +1,116 @@
+"""The model's weights in an air-gapped kit (``fab fetch-artifacts --model``).
+
+The kit holds ``models/<dir>/`` (``dir`` is the last part of ``model.path``)
+with ``llmfab-manifest.json`` in the format the nodes' model step writes and
+trusts: every file's name and size, and its sha256 when checksums are asked
+for. ``run.sh model`` copies the directory onto the node, where the manifest
+makes the copy checkable (``run.sh model-verify``).
+
+Sources: a local directory or a ``file://`` URL (a copy of the model made
+elsewhere, a mounted share), else the hub's own command-line downloader
+(``hf`` or ``modelscope``, as ``model.source`` says) when it is installed.
+Copies resume: a file already there with the source's size is kept, a
+partial one is finished from where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from .config import ClusterConfig
+
+MANIFEST = "llmfab-manifest.json"
+
+
+class ModelFetchError(Exception):
+    """The model could not be placed in the kit; the message says why."""
+
+
+def fetch(config: ClusterConfig, target: Path, source: str | None, checksums: bool = False) -> str:
+    """Make TARGET a complete copy of the model, with its manifest; say what it holds."""
+    m = config.model
+    target.mkdir(parents=True, exist_ok=True)
+    (target / MANIFEST).unlink(missing_ok=True)
+    if source:
+        _copy_tree(_local_path(source), target)
+        origin = source
+    else:
+        _hub(config, target)
+        origin = m.source
+    files = write_manifest(target, m.id, origin, m.revision or "", checksums)
+    size = sum(f["size"] for f in files)
+    return f"{len(files)} files, {size / 1e9:.2f} GB" + (", sha256 of each" if checksums else "")
+
+
+def _local_path(source: str) -> Path:
+    path = Path(unquote(urlparse(source).path)) if source.startswith("file://") else Path(source)
+    if not path.is_dir():
+        raise ModelFetchError(f"--model-from {source}: not a directory here (a local directory or file:// URL)")
+    return path
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """Copy SRC's files into DEST, keeping complete ones and finishing partial ones."""
+    for f in sorted(p for p in src.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = f.relative_to(src)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        size = f.stat().st_size
+        if out.is_file() and out.stat().st_size == size:
+            continue
+        part = out.with_name(out.name + ".part")
+        have = part.stat().st_size if part.exists() else 0
+        with open(f, "rb") as r, open(part, "ab") as w:
+            r.seek(have)
+            shutil.copyfileobj(r, w, 1 << 20)
+        os.replace(part, out)
+
+
+def _hub(config: ClusterConfig, target: Path) -> None:
+    m = config.model
+    tool = shutil.which("modelscope") if m.source == "modelscope" else (shutil.which("hf") or shutil.which("huggingface-cli"))
+    if tool is None:
+        raise ModelFetchError(f"no {m.source} downloader here: install it (pip install modelscope / huggingface_hub), "
+                              "or pass --model-from DIR with a copy of the model")
+    if m.source == "modelscope":
+        cmd = [tool, "download", "--model", m.id, "--local_dir", str(target)]
+    else:
+        cmd = [tool, "download", m.id, "--local-dir", str(target)]
+    if m.revision:
+        cmd += ["--revision", m.revision]
+    if subprocess.run(cmd).returncode != 0:
+        raise ModelFetchError(f"{' '.join(cmd)} failed (run it again: it resumes)")
+
+
+def write_manifest(directory: Path, model: str, source: str, revision: str, checksums: bool) -> list[dict]:
+    """Write MANIFEST as the nodes' model step does; return its file entries."""
+    files = []
+    for f in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = f.relative_to(directory).as_posix()
+        if rel == MANIFEST or any(part.startswith(".") for part in f.relative_to(directory).parts) or rel.endswith(".part"):
+            continue
+        files.append({"name": rel, "size": f.stat().st_size, "sha256": _sha256(f) if checksums else ""})
+    # Line for line what llmfab__write_manifest prints: the nodes read it with bash.
+    entries = ",".join(f'\n    {{"name": "{f["name"]}", "size": {f["size"]}, "sha256": "{f["sha256"]}"}}' for f in files)
+    text = (f'{{\n  "llmfab_manifest": 1,\n  "model": {json.dumps(model)},\n  "source": {json.dumps(source)},\n'
+            f'  "revision": {json.dumps(revision)},\n  "files": [{entries}\n  ]\n}}\n')
+    tmp = directory / f".{MANIFEST}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, directory / MANIFEST)
+    return files
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
