@@ -57,6 +57,8 @@ class AptRoot:
     def prepare(self, repos: list[Repo]) -> None:
         """Write the private apt tree: config, sources, keyrings, an empty status."""
         keyring = Path(self.target.keyring)
+        if not keyring.is_file() and self.target.keyring_from:
+            keyring = self._keyring_from(self.target.keyring_from)
         if not keyring.is_file():
             raise AptError(f"{keyring} is missing: install the {self.target.keyring_package or 'archive keyring'} "
                            f"package (the signing keys of {self.target.name}'s archive)")
@@ -74,6 +76,28 @@ class AptRoot:
             lines.append(repo.line.replace("@KEYRING@", str(key)))
         (self.root / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
         self.config.write_text(self._apt_conf())
+
+    def _keyring_from(self, name: str) -> Path:
+        """The target's keyring file, out of its keyring package as release NAME's
+        archive has it (verified against NAME's keyring, which this machine has)."""
+        from .kit import release
+
+        got = self.root / "keyring-package" / Path(self.target.keyring).name
+        if got.is_file():
+            return got
+        helper = AptRoot(self.root / f"keyring-from-{name}", release(name), self.arch)
+        helper.prepare([])
+        helper.update()
+        debs = helper.download([self.target.keyring_package], helper.root / "debs")
+        deb = next(d for d in debs if d.package == self.target.keyring_package)
+        tree = helper.root / "tree"
+        done = subprocess.run(["dpkg-deb", "-x", str(helper.root / "debs" / deb.file), str(tree)], capture_output=True, text=True)
+        inside = tree / self.target.keyring.lstrip("/")
+        if done.returncode != 0 or not inside.is_file():
+            raise AptError(f"{deb.file} from {name} holds no {self.target.keyring}: {done.stderr.strip()[-200:]}")
+        got.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(inside, got)
+        return got
 
     def _expanded_sources(self):
         # One line per suite: apt's one-line format takes one suite per line.

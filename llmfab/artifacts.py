@@ -178,17 +178,25 @@ class Fetching:
     model_from: Optional[str] = None
     checksums: bool = False
     _apt: Optional[aptroot.AptRoot] = None
+    _failure: Optional[aptroot.AptError] = None
 
     def apt(self, groups: list[kit.DebGroup]) -> aptroot.AptRoot:
-        """One private apt root for the nodes' release, updated once per run."""
+        """One private apt root for the nodes' release, updated once per run
+        (a failure is kept: every group reports it, none retries it)."""
+        if self._failure is not None:
+            raise self._failure
         if self._apt is None:
             target = kit.release(self.config.system.os_release)
             root = aptroot.AptRoot(self.cache.root / ".aptroot", target)
             repos: list[kit.Repo] = []
             for g in groups:
                 repos += [r for r in g.repos if r not in repos]
-            root.prepare(repos)
-            root.signed = root.update()
+            try:
+                root.prepare(repos)
+                root.update()
+            except aptroot.AptError as e:
+                self._failure = e
+                raise
             self._apt = root
         return self._apt
 

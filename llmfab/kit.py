@@ -2,8 +2,8 @@
 
 The steps say what they take from a bundle: ``llmfab_apt_install GROUP PKG...``
 (a .deb group, from ``debs/GROUP/``), ``llmfab_apt_repo NAME KEY LINE`` (the
-vendor repository those packages come from online) and ``docker load -i
-"$LLMFAB_ARTIFACTS/images/$archive"`` (an image). This module renders every
+vendor repository those packages come from online) and ``llmfab_image_load
+"$image" "$archive"`` (an image, from ``images/``). This module renders every
 bundle phase for every node and reads those calls, so the kit cannot drift
 from the steps: a step that installs a new group is fetched, checked and
 exported without a second list to keep in step.
@@ -31,7 +31,7 @@ FUNCTION_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(\) \{$")
 CALLS = ("llmfab_apt_install", "llmfab_apt_repo")
 ASSIGN_RE = re.compile(r"^(?:local\s+)?([A-Za-z_][A-Za-z0-9_]*=.*)$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-IMAGE_LOAD = 'docker load -i "$LLMFAB_ARTIFACTS/images/'
+IMAGE_LOAD = "llmfab_image_load "
 
 
 class Unresolved(Exception):
@@ -47,6 +47,9 @@ class Release:
     keyring: str
     keyring_package: str
     sources: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]  # (uri, suites, components)
+    # Where keyring_package comes from when this machine lacks the keyring (a
+    # release whose own keyring it has: Debian 12 carries none of Ubuntu's keys).
+    keyring_from: str = ""
 
     @property
     def os_id(self) -> str:
@@ -62,14 +65,15 @@ class Release:
                 "OS_REPO": self.os_id + self.os_version.replace(".", "")}
 
 
-def release(name: str, archives: Path = ARCHIVES) -> Release:
+def release(name: str, archives: Path | None = None) -> Release:
     """The release NAME as configs/archives.yaml describes it."""
+    archives = archives or ARCHIVES
     data = yaml.safe_load(archives.read_text())
     if name not in data:
         raise KeyError(f"{archives} describes no release {name!r} (it has {', '.join(data)})")
     r = data[name]
     sources = tuple((s["uri"], tuple(s["suites"]), tuple(s["components"])) for s in r["sources"])
-    return Release(name, r["codename"], r["keyring"], r.get("keyring_package", ""), sources)
+    return Release(name, r["codename"], r["keyring"], r.get("keyring_package", ""), sources, r.get("keyring_from", ""))
 
 
 @dataclass(frozen=True)

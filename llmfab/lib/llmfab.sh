@@ -293,9 +293,45 @@ llmfab_apt_install() {
     return 0
   fi
   if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
+    llmfab__bundle_has "$group" "${missing[@]}"
     llmfab_do "install ${missing[*]} from the bundle" llmfab__apt_offline "$group"
   else
     llmfab_do "install ${missing[*]}" llmfab__apt_online "${missing[@]}"
+  fi
+}
+
+# llmfab__bundle_has fails, naming them, when the bundle's debs/GROUP/ has no
+# .deb for one of the packages (NAME or NAME=VERSION): checked in dry runs too,
+# so a kit without a group never promises an install.
+llmfab__bundle_has() {
+  local group=$1 spec prefix
+  local -a lacking=() matches=()
+  shift
+  for spec in "$@"; do
+    prefix=${spec%%=*}_
+    [[ $spec == *=* ]] && prefix+=${spec#*=}_
+    matches=("$LLMFAB_ARTIFACTS/debs/$group/${prefix//:/%3a}"*.deb)
+    [[ -e ${matches[0]} ]] || lacking+=("$spec")
+  done
+  ((${#lacking[@]} == 0)) || llmfab_fail "the bundle has no .deb for ${lacking[*]} in debs/$group/: fetch it (fab fetch-artifacts --check lists what the kit lacks), then export again"
+}
+
+# llmfab_image_load loads IMAGE from the bundle's images/ARCHIVE, then checks
+# that docker has it under the image ID recorded when the kit was made
+# (images/<name>.id, from `docker image inspect` on the connected machine).
+llmfab_image_load() {
+  local image=$1 archive=$2 id_file want have
+  id_file=$LLMFAB_ARTIFACTS/images/${archive%.tar.gz}.id
+  docker load -i "$LLMFAB_ARTIFACTS/images/$archive"
+  have=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null) || {
+    printf 'error: images/%s did not hold %s\n' "$archive" "$image" >&2
+    return 1
+  }
+  [[ -f $id_file ]] || return 0
+  want=$(<"$id_file")
+  if [[ $have != "$want" ]]; then
+    printf 'error: %s loaded as %s, not the image ID the kit recorded (%s)\n' "$image" "$have" "$want" >&2
+    return 1
   fi
 }
 

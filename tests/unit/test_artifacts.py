@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from llmfab import artifacts, config
+from llmfab import artifacts, config, kit
 
 
 def cluster(installer: Path, sha: str | None = None):
@@ -42,18 +42,25 @@ def test_a_known_checksum_that_does_not_match_is_a_failure(tmp_path):
     assert o.status == artifacts.FAILED and "checksum mismatch" in o.detail
 
 
-def test_what_cannot_be_fetched_is_reported_with_the_reason(tmp_path):
+def test_what_cannot_be_fetched_is_reported_with_the_reason(tmp_path, monkeypatch):
+    archives = tmp_path / "archives.yaml"
+    archives.write_text("ubuntu-22.04:\n  codename: jammy\n  keyring: /nonexistent/ubuntu.gpg\n"
+                        "  keyring_package: ubuntu-keyring\n  sources: []\n")
+    monkeypatch.setattr(kit, "ARCHIVES", archives)
     cfg = cluster(tmp_path / "missing.run")
-    outcomes = {o.artifact.kind: o for o in artifacts.fetch_all(cfg, tmp_path / "cache", only=("files", "debs"))}
-    assert outcomes["files"].status == artifacts.FAILED and "missing.run" in outcomes["files"].detail
-    # This machine is not the nodes' Ubuntu 22.04: apt cannot resolve their dependencies here.
-    assert outcomes["debs"].status == artifacts.FAILED and "staging machine running ubuntu-22.04" in outcomes["debs"].detail
+    outcomes = {o.artifact.path: o for o in artifacts.fetch_all(cfg, tmp_path / "cache", only=("files", "debs"))}
+    assert outcomes["files/cuda_12.4.0_550.54.14_linux.run"].status == artifacts.FAILED
+    assert "missing.run" in outcomes["files/cuda_12.4.0_550.54.14_linux.run"].detail
+    # Without the archive's keyring apt could verify nothing: every group fails, naming the package to install.
+    debs = [o for path, o in outcomes.items() if path.startswith("debs/")]
+    assert debs and all(o.status == artifacts.FAILED and "install the ubuntu-keyring package" in o.detail for o in debs)
 
 
-def test_the_engine_image_is_part_of_what_a_bundle_needs():
+def test_the_engine_image_and_open_webuis_are_part_of_what_a_bundle_needs():
     cfg = cluster(Path("/nonexistent"))
     images = [a for a in artifacts.wanted(cfg, "sglang") if a.kind == "images"]
-    assert [a.source for a in images] == ["lmsysorg/sglang:v0.4.4-cu125"]
+    assert [(a.source, a.steps) for a in images] == [("lmsysorg/sglang:v0.4.4-cu125", ("engine-image",)),
+                                                    ("ghcr.io/open-webui/open-webui:v0.12.4", ("webui-image",))]
 
 
 def test_offline_bundles_carry_nftables_for_the_engine_firewall():

@@ -84,7 +84,7 @@ def test_sixteen_nodes_store_shared_artifacts_once(tmp_path):
     cache = tmp_path / "cache"
     (cache / "files").mkdir(parents=True)
     (cache / "files" / "big.run").write_bytes(b"x" * 1_000_000)
-    written = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    written = bundle.export(cfg, tmp_path / "out", artifacts=cache, complete=False)
     assert len(written) == 16
     assert [p for p in (tmp_path / "out").rglob("big.run") if not p.is_symlink() and "artifacts" == p.parent.parent.name]
     copies = [p for p in (tmp_path / "out").rglob("big.run") if p.resolve().parent.parent == (tmp_path / "out" / "artifacts").resolve()]
@@ -149,7 +149,7 @@ def test_the_nodes_sums_pin_the_artifacts_list_and_one_digest_names_it_all(tmp_p
     cache = tmp_path / "cache"
     (cache / "files").mkdir(parents=True)
     (cache / "files" / "x.run").write_bytes(b"installer")
-    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache, complete=False)
     artifacts_sums = hashlib.sha256((tmp_path / "out" / "artifacts" / "SHA256SUMS").read_bytes()).hexdigest()
     assert f"{artifacts_sums}  artifacts/SHA256SUMS\n" in (b.path / "SHA256SUMS").read_text()
     assert b.digest == hashlib.sha256((b.path / "SHA256SUMS").read_bytes()).hexdigest()
@@ -170,7 +170,7 @@ def test_a_bundle_copied_without_its_shared_artifacts_refuses_instead_of_going_o
     cache = tmp_path / "cache"
     (cache / "files").mkdir(parents=True)
     (cache / "files" / "x.run").write_bytes(b"x")
-    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache)
+    (b, _) = bundle.export(cfg, tmp_path / "out", artifacts=cache, complete=False)
     alone = tmp_path / "copied" / "n1"
     shutil.copytree(b.path, alone, symlinks=True)
     out = subprocess.run(["bash", str(alone / "run.sh"), "prep", "--dry-run"], capture_output=True, text=True)
