@@ -5,12 +5,11 @@ The layout is the artifact cache's (see llmfab.bundle): files/, debs/<group>/.
 
 from __future__ import annotations
 
-import platform
 import subprocess
 import tempfile
 from pathlib import Path
 
-from llmfab.steps.nvidia import BUILD_PACKAGES
+from llmfab import kit
 
 from .scenario import CUDA, DRIVER, INSTALLER, fake_installer
 
@@ -41,16 +40,18 @@ def build_deb(dest: Path, name: str, version: str = "1.0-llmfab") -> Path:
     return deb
 
 
-def stand_in_cache(root: Path, docker_packages: list[str]) -> Path:
-    """An artifact cache holding what an offline `prep` installs."""
-    debs = root / "debs"
-    for name in BUILD_PACKAGES:
-        build_deb(debs / "build", name)
-    build_deb(debs / "headers", f"linux-headers-{platform.release()}")
-    build_deb(debs / "fabricmanager", f"nvidia-fabricmanager-{DRIVER.split('.')[0]}", f"{DRIVER}-1")
-    for name in docker_packages:
-        build_deb(debs / "docker", name)
-    build_deb(debs / "container-toolkit", "nvidia-container-toolkit")
+def stand_in_cache(root: Path, cfg) -> Path:
+    """An artifact cache holding everything the steps of CFG take from a kit (read
+    from the same definitions as fetch-artifacts: llmfab.kit), as stand-ins:
+    empty .debs, a fake CUDA installer, image archives the docker stub loads."""
+    needs = kit.needs(cfg)
+    for group in needs.debs.values():
+        assert not group.unresolved, group.unresolved
+        for spec in group.packages:
+            name, _, version = spec.partition("=")
+            build_deb(root / "debs" / group.name, name, *([version] if version else []))
+    for image in needs.images.values():
+        stand_in_image(root, image.ref, image.archive)
     (root / "files").mkdir(parents=True, exist_ok=True)
     (root / "files" / INSTALLER).write_text(fake_installer(DRIVER, CUDA))
     return root

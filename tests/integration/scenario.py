@@ -8,6 +8,7 @@ the `curl` stub answers only for the vendors' signing keys.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -52,7 +53,9 @@ def place_installer(host, driver: str = DRIVER, cuda: str = CUDA) -> None:
 def test_overrides(**extra) -> dict:
     """Config for test hosts: the CUDA installer comes from the host's own disk."""
     # nvitop builds a virtualenv and pip-installs from an index: not offline-testable here.
-    base = {"nvidia": {"installer_url": f"file://{INSTALLER_DIR}/{INSTALLER}", "nvitop": False}}
+    base = {"nvidia": {"installer_url": f"file://{INSTALLER_DIR}/{INSTALLER}", "nvitop": False},
+            # The kit carries the headers of the kernels named here: the test hosts run this machine's.
+            "system": {"kernels": [platform.release()]}}
     for key, value in extra.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return base

@@ -10,10 +10,19 @@ from llmfab.steps.engine import _archive
 from tests.harness.standin import docker_state
 
 from .artifacts import stand_in_cache, stand_in_image
+from .realenv import SLOT
 from .scenario import copy_into, prepared_config
 from .test_check import MODEL, make_model
+from .test_webui import FAKE_OPEN_WEBUI, IMAGE as WEBUI_IMAGE, SERVER
 
 IMAGE = "vllm/vllm-openai:v0.8.5"
+WEBUI_PORT = 18120 + SLOT  # a port of its own: test sessions share the machine's network
+
+
+def with_fake_open_webui(host) -> None:
+    """The Open WebUI image's command runs the stand-in server (tests/integration/test_webui.py)."""
+    host.exec(f"mkdir -p {SERVER.rsplit('/', 1)[0]} && cat > {SERVER}", input=FAKE_OPEN_WEBUI, check=True)
+    host.set_state(f"docker/image_cmd/{docker_state.normalize_ref(WEBUI_IMAGE)}", f"python3\0{SERVER}\0")
 
 
 def run_everywhere(fleet, command: str):
@@ -27,15 +36,17 @@ def run_everywhere(fleet, command: str):
 def test_run_sh_all_brings_the_cluster_up_offline_and_a_second_run_changes_nothing(fleet_factory, tmp_path):
     fleet = fleet_factory(2, kernel_meta=True)
     path = prepared_config(fleet, tmp_path / "c.yaml", network={"interface": "lo", "nccl_ib_hca": ["mlx5_0", "mlx5_1"]},
-                           model={"path": MODEL}, engine={"ready_timeout": 120})
+                           model={"path": MODEL}, engine={"ready_timeout": 120},
+                           webui={"port": WEBUI_PORT, "ready_timeout": 60})
     cfg = config_mod.load(path)
-    cache = stand_in_cache(tmp_path / "cache", cfg.docker.packages)
+    cache = stand_in_cache(tmp_path / "cache", cfg)
     stand_in_image(cache, IMAGE, _archive(IMAGE))
     out = tmp_path / "bundles"
     bundle.export(cfg, out, artifacts=cache)
     for host in fleet.hosts:
         make_model(host)
         docker_state.enable(host)
+        with_fake_open_webui(host)
         copy_into(host, out / host.name, "/root/bundle")
 
     first = run_everywhere(fleet, "all")
@@ -46,6 +57,9 @@ def test_run_sh_all_brings_the_cluster_up_offline_and_a_second_run_changes_nothi
     assert "load vllm/vllm-openai:v0.8.5 from the bundle" in head_out
     assert "ended with [DONE]" in head_out
     assert "Ray cluster: 2 nodes, 16 GPUs" in head_out
+    # The summary: what each phase did, and where Open WebUI answers (the head only).
+    assert "== all on n1: done" in head_out and f"Open WebUI: http://127.0.0.11:{WEBUI_PORT}/" in head_out
+    assert "Open WebUI runs on the head" in first[1].stdout
     assert not fleet.hosts[0].calls("curl") or all("127.0.0." in " ".join(c.args) for c in fleet.hosts[0].calls("curl"))
 
     second = run_everywhere(fleet, "all")

@@ -21,8 +21,7 @@ def staged(fleet_factory, tmp_path):
     fleet = fleet_factory(2, kernel_meta=True)
     path = prepared_config(fleet, tmp_path / "c.yaml")
     cfg = config_mod.load(path)
-    cache = stand_in_cache(tmp_path / "cache", cfg.docker.packages)
-    (cache / "images").mkdir()
+    cache = stand_in_cache(tmp_path / "cache", cfg)
     (cache / "images" / "engine.tar.gz").write_bytes(b"an image archive\n")
     out = tmp_path / "bundles"
     written = bundle.export(cfg, out, artifacts=cache)[0]

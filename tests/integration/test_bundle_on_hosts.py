@@ -19,7 +19,7 @@ def exported(fleet_factory, tmp_path):
     fleet = fleet_factory(2, kernel_meta=True)
     path = prepared_config(fleet, tmp_path / "c.yaml")
     cfg = config_mod.load(path)
-    cache = stand_in_cache(tmp_path / "cache", cfg.docker.packages)
+    cache = stand_in_cache(tmp_path / "cache", cfg)
     out = tmp_path / "bundles"
     bundle.export(cfg, out, artifacts=cache)
     return fleet, path, out
