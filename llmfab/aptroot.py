@@ -177,7 +177,7 @@ class AptRoot:
             raise AptError(f"apt could not download {' '.join(packages)}: {done.stderr.strip()[-600:]}")
         for deb in debs:
             path = dest / deb.file
-            if not path.is_file() or _sha256(path) != deb.sha256:
+            if not path.is_file() or sha256_of(path) != deb.sha256:
                 raise AptError(f"{deb.file}: missing or not the SHA256 the signed index names ({deb.sha256[:12]})")
         return debs
 
@@ -211,7 +211,7 @@ def _download(url: str, target: Path) -> None:
         raise AptError(f"the signing key {url} could not be downloaded: {e}") from None
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()

@@ -165,7 +165,8 @@ def closure_problems(directory: Path) -> Optional[str]:
     if not listing.is_file():
         return None
     debs = json.loads(listing.read_text())["debs"]
-    bad = [d["file"] for d in debs if not (directory / d["file"]).is_file() or digest(directory / d["file"]) != d["sha256"]]
+    bad = [d["file"] for d in debs
+           if not (directory / d["file"]).is_file() or aptroot.sha256_of(directory / d["file"]) != d["sha256"]]
     return f"{len(bad)} .deb(s) of the closure missing or not the signed index's SHA256: {', '.join(bad[:5])}" if bad else None
 
 
