@@ -145,3 +145,19 @@ def test_a_bundle_carries_its_own_undo(exported):
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert not host.exists(NOFILE_PATH) and not host.exists(SYSCTL_PATH)
     assert "changed=0" in run_sh(host, "undo").stdout
+
+
+def test_an_offline_dry_run_names_a_group_the_kit_lacks_instead_of_promising_an_install(fleet_factory, tmp_path):
+    fleet = fleet_factory(1, kernel_meta=True)
+    cfg = config_mod.load(prepared_config(fleet, tmp_path / "c.yaml"))
+    cache = stand_in_cache(tmp_path / "cache", cfg)
+    for deb in (cache / "debs" / "docker").glob("docker-ce_*.deb"):
+        deb.unlink()
+    # export-bundle itself refuses such a kit; a kit changed by hand after export is what the node sees.
+    bundle.export(cfg, tmp_path / "bundles", artifacts=cache, complete=False)
+    (host,) = fleet.hosts
+    copy_into(host, tmp_path / "bundles" / host.name, "/root/bundle")
+    dry = run_sh(host, "prep", "--dry-run")
+    assert dry.returncode != 0
+    assert "the bundle has no .deb for docker-ce in debs/docker/" in dry.stdout, dry.stdout
+    assert "would install docker-ce" not in dry.stdout

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from llmfab import aptroot, artifacts, bundle, config, kit, kitmanifest, kitmodel
 
+REPO = Path(__file__).resolve().parents[2]
 NODES = [{"name": "n1", "address": "10.0.0.1"}, {"name": "n2", "address": "10.0.0.2"}]
 
 
@@ -159,3 +163,16 @@ class TestThePrivateAptRoot:
         target = kit.Release("ubuntu-22.04", "jammy", "/nonexistent/ubuntu.gpg", "ubuntu-keyring", ())
         with pytest.raises(aptroot.AptError, match="install the ubuntu-keyring package"):
             aptroot.AptRoot(tmp_path, target).prepare([])
+
+
+def test_fetch_artifacts_check_lists_what_the_kit_lacks_for_a_config_and_fails(tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("nodes:\n  - {name: n1, address: 10.0.0.1}\nsystem:\n  kernels: [5.15.0-119-generic]\n")
+    cache = complete_kit(tmp_path / "kit", config.load(str(cfg_path)))
+    (cache / "images" / "ghcr.io_open-webui_open-webui_v0.12.4.tar.gz").unlink()
+    run = subprocess.run([sys.executable, "-m", "fabric", "fetch-artifacts", "--config", str(cfg_path), "--cache", str(cache),
+                          "--check"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "missing  images/ghcr.io_open-webui_open-webui_v0.12.4.tar.gz  (for webui-image; missing)" in run.stdout
+    assert "ready    debs/headers  (for build-prereqs)" in run.stdout
+    assert "11 artifact(s) needed by" in run.stdout and "10 ready" in run.stdout and "1 missing" in run.stdout
