@@ -18,9 +18,10 @@ def expect(config: ClusterConfig, node: Node) -> Expect:
     d = deployment(config)
     launch: Launch = d.launch
     ports = [config.engine.port]
-    if d.engine == "vllm":
+    if d.engine == "vllm" and d.profile.launch_pattern == "ray":
         ports.append(launch.ray_port)
-    elif d.engine == "sglang":
+    elif d.engine in ("vllm", "sglang"):
+        # vLLM's own multi-node launch (mp) rendezvous at dist_port; it starts no Ray.
         ports.append(launch.dist_port)
     else:
         ports.append(launch.sshd_port)
