@@ -18,6 +18,7 @@ checked again here after the download; the InRelease files travel in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -212,8 +213,7 @@ def _download(url: str, target: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    import hashlib
-
+    """The sha256 of one file, as sha256sum prints it."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -13,7 +13,6 @@ Export replaces only what it made: every directory it writes carries a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__, kitmanifest
+from .aptroot import sha256_of as _sha256
 from .artifacts import missing as kit_gaps
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
@@ -186,11 +186,3 @@ def _pack(bundle: NodeBundle) -> Path:
     with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", dereference=True) as tar:
         tar.add(bundle.path, arcname=f"llmfab-{bundle.node.name}")
     return tarball
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -15,7 +15,6 @@ partial one is finished from where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .aptroot import sha256_of
 from .config import ClusterConfig
 
 MANIFEST = "llmfab-manifest.json"
@@ -97,7 +97,7 @@ def write_manifest(directory: Path, model: str, source: str, revision: str, chec
         rel = f.relative_to(directory).as_posix()
         if rel == MANIFEST or any(part.startswith(".") for part in f.relative_to(directory).parts) or rel.endswith(".part"):
             continue
-        files.append({"name": rel, "size": f.stat().st_size, "sha256": _sha256(f) if checksums else ""})
+        files.append({"name": rel, "size": f.stat().st_size, "sha256": sha256_of(f) if checksums else ""})
     # Line for line what llmfab__write_manifest prints: the nodes read it with bash.
     entries = ",".join(f'\n    {{"name": "{f["name"]}", "size": {f["size"]}, "sha256": "{f["sha256"]}"}}' for f in files)
     text = (f'{{\n  "llmfab_manifest": 1,\n  "model": {json.dumps(model)},\n  "source": {json.dumps(source)},\n'
@@ -106,11 +106,3 @@ def write_manifest(directory: Path, model: str, source: str, revision: str, chec
     tmp.write_text(text)
     os.replace(tmp, directory / MANIFEST)
     return files
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

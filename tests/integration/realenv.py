@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.harness import real
+from tests.harness import TestFleet, real
 
-from .scenario import copy_into
+from .scenario import copy_into, fab
 
 MODEL = "/models/tiny-llama"
 SERVED = "tiny"
@@ -78,3 +79,20 @@ def keep_logs(fleet, dest: Path) -> None:
                 target = dest / host.name / path.removeprefix("/var/log/llmfab/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
+
+
+@contextmanager
+def real_fleet(base: Path, request, **options):
+    """Two started test hosts at this session's addresses; on the way out the
+    engines are stopped, and after a failure the logs kept and the hosts left."""
+    from tests.conftest import PORT
+
+    fleet = TestFleet(2, workdir=base / "fleet", first_octet=int(HEAD.rsplit(".", 1)[1]), port=PORT, **options)
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        if request.session.testsfailed:
+            keep_logs(fleet, base / "logs")
+        fab("stop", "--config", str(base / "real.yaml"), timeout=120)
+        fleet.stop(remove=not request.session.testsfailed)

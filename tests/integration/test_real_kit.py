@@ -21,29 +21,21 @@ import yaml
 
 from llmfab import config as config_mod
 from llmfab.kit import needs as kit_needs
-from tests.harness import TestFleet
 from tests.harness.standin import docker_state
 
 from .artifacts import stand_in_cache
-from .realenv import ENDPOINT, HEAD, MODEL, WEBUI_URL, build_tiny_model, keep_logs, real_config, require_real_programs
+from .realenv import ENDPOINT, MODEL, WEBUI_URL, build_tiny_model, real_config, real_fleet, require_real_programs
 from .scenario import copy_into, fab
 
 pytestmark = pytest.mark.real_engine
-
-FIRST_OCTET = int(HEAD.rsplit(".", 1)[1])
-
 
 @pytest.fixture(scope="module")
 def bare_cluster(tmp_path_factory, request):
     """Two test hosts with neither the model nor any image; the kit's config."""
     require_real_programs()
-    from tests.conftest import PORT
-
     base = tmp_path_factory.mktemp("realkit")
     model = build_tiny_model(base / "model")
-    fleet = TestFleet(2, workdir=base / "fleet", first_octet=FIRST_OCTET, port=PORT, kernel_meta=True)
-    fleet.start()
-    try:
+    with real_fleet(base, request, kernel_meta=True) as fleet:
         path = real_config(fleet, base, model)
         raw = yaml.safe_load(path.read_text())
         raw["model"]["in_bundle"] = True
@@ -59,11 +51,6 @@ def bare_cluster(tmp_path_factory, request):
             for ref in kit_needs(cfg).images:
                 host.set_state(f"docker/images/{docker_state.normalize_ref(ref)}", None)
         yield fleet, path, base, model
-    finally:
-        if request.session.testsfailed:
-            keep_logs(fleet, base / "logs")
-        fab("stop", "--config", str(base / "real.yaml"), timeout=120)
-        fleet.stop(remove=not request.session.testsfailed)
 
 
 def _run_all(host):

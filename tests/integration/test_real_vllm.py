@@ -16,36 +16,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.harness import TestFleet
 from tests.harness.standin import docker_state
 
 from . import browser
-from .realenv import DIST_PORT, ENDPOINT, HEAD, SERVED, WEBUI_URL, WORKER, build_tiny_model, keep_logs, real_config, require_real_programs
+from .realenv import (DIST_PORT, ENDPOINT, SERVED, WEBUI_URL, WORKER, build_tiny_model, real_config, real_fleet,
+                      require_real_programs)
 from .scenario import copy_into, fab, summary
 
 pytestmark = pytest.mark.real_engine
-
-# The ports the harness gives this module: other modules' fleets start at .11.
-FIRST_OCTET = int(HEAD.rsplit(".", 1)[1])
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, request):
     """Two started test hosts with the real vLLM image and the tiny model; the config path."""
     require_real_programs()
-    from tests.conftest import PORT
-
     base = tmp_path_factory.mktemp("realvllm")
     model = build_tiny_model(base / "model")
-    fleet = TestFleet(2, workdir=base / "fleet", first_octet=FIRST_OCTET, port=PORT)
-    fleet.start()
-    try:
+    with real_fleet(base, request) as fleet:
         yield fleet, real_config(fleet, base, model)
-    finally:
-        if request.session.testsfailed:
-            keep_logs(fleet, base / "logs")
-        fab("stop", "--config", str(base / "real.yaml"), timeout=120)
-        fleet.stop(remove=not request.session.testsfailed)
 
 
 def _engines(host) -> list[dict]:
