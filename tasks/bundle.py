@@ -1,5 +1,6 @@
 """`fab export-bundle`: standalone bash bundles, one per node, for air-gapped clusters."""
 
+import json
 from pathlib import Path
 
 from rich.text import Text
@@ -20,7 +21,8 @@ from .options import EXAMPLE_CONFIG, task
         "out": "directory to write the bundles into (default: build/bundles/<cluster name>)",
         "tar": "also pack one llmfab-<node>.tar.gz per node (artifacts included)",
         "engine": "vllm | sglang | trtllm: the engine the bundle deploys (default: the config's)",
-        "artifacts": "artifact cache to ship (from fab fetch-artifacts); stored once, linked from every node",
+        "artifacts": "artifact cache to ship (from fab fetch-artifacts); refused, naming what is missing, unless it "
+                     "holds everything the steps need; stored once, linked from every node, described in KIT.txt",
     },
 )
 def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=None):
@@ -54,4 +56,8 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
                    "installer, the engine image). For an air-gapped site: fab fetch-artifacts --cache DIR on a "
                    "connected machine, then export-bundle --artifacts DIR.[/yellow]")
     else:
-        out_.print("copy the whole export (the shared artifacts/ beside the node directories), or use --tar")
+        kit = json.loads((target / "artifacts" / "KIT.json").read_text())
+        out_.print(f"kit: {len(kit['artifacts'])} artifacts, {kit['total_bytes'] / 1e9:.2f} GB, "
+                   f"listed in {target}/artifacts/KIT.txt (and KIT.json)")
+        out_.print("copy the whole export (the shared artifacts/ beside the node directories: scp -r "
+                   f"{target} NODE:), or use --tar; a node directory copied alone has no artifacts and refuses to run")
