@@ -54,6 +54,8 @@ class AptRoot:
         self.root, self.target, self.arch = root.resolve(), target, arch
         self.config = self.root / "apt.conf"
         self.signed: list[Path] = []  # the InRelease files the last update verified
+        self.repos: list[Repo] = []  # the vendor repositories in the sources
+        self.failures: dict[str, str] = {}  # vendor repository name -> why it is unusable
 
     def prepare(self, repos: list[Repo]) -> None:
         """Write the private apt tree: config, sources, keyrings, an empty status."""
@@ -70,10 +72,17 @@ class AptRoot:
         shutil.copyfile(keyring, self.root / "keys" / "archive.gpg")
         lines = [f"deb [arch={self.arch} signed-by={self.root}/keys/archive.gpg] {uri} {' '.join(suites)} {' '.join(comps)}"
                  for uri, suites, comps in self._expanded_sources()]
+        self.repos = []
         for repo in repos:
             key = self.root / "keys" / f"{repo.name}.asc"
             if not key.is_file():
-                _download(repo.key_url, key)
+                try:
+                    _download(repo.key_url, key)
+                except AptError as e:
+                    # Only the groups from this repository fail; the others are fetched.
+                    self.failures[repo.name] = str(e)
+                    continue
+            self.repos.append(repo)
             lines.append(repo.line.replace("@KEYRING@", str(key)))
         (self.root / "etc/apt/sources.list").write_text("\n".join(lines) + "\n")
         self.config.write_text(self._apt_conf())
@@ -116,7 +125,8 @@ class AptRoot:
             "Dir::Etc::trustedparts": f"{r}/etc/apt/trusted.gpg.d", "Dir::State": f"{r}/var/lib/apt",
             "Dir::State::status": f"{r}/var/lib/dpkg/status", "Dir::Cache": f"{r}/var/cache/apt",
             "Dir::Log": f"{r}/var/log/apt", "APT::Architecture": self.arch, "APT::Install-Recommends": "false",
-            "APT::Install-Suggests": "false", "Acquire::Languages": "none", "APT::Get::AllowUnauthenticated": "false",
+            "APT::Install-Suggests": "false", "Acquire::Languages": "none", "Acquire::http::Timeout": "30",
+            "Acquire::https::Timeout": "30", "APT::Get::AllowUnauthenticated": "false",
             "Acquire::AllowInsecureRepositories": "false",
             # Running as root, apt would download as _apt, who may not enter a private directory.
             "APT::Sandbox::User": "root" if os.geteuid() == 0 else "",
@@ -129,11 +139,21 @@ class AptRoot:
         return subprocess.run(["apt-get", "-q", *args], capture_output=True, text=True, env=env)
 
     def update(self) -> list[Path]:
-        """apt-get update (signatures checked); the InRelease files it verified."""
+        """apt-get update (signatures checked); the InRelease files it verified.
+        A vendor repository that fails is recorded in ``failures`` (its groups
+        fail, the others go on); a failure of the release's own archive stops here."""
         done = self.apt("update")
-        problems = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith(("E:", "W:", "Err:"))]
-        if done.returncode != 0 or any(p.startswith(("E:", "Err:")) for p in problems):
-            raise AptError("apt-get update failed: " + "; ".join(problems)[-600:])
+        problems = [line for line in (done.stdout + done.stderr).splitlines()
+                    if line.startswith(("E:", "Err:")) or line.startswith(("W: Failed to fetch", "W: GPG error"))]
+        archive = []
+        for line in problems:
+            repo = next((r for r in self.repos if _uri(r.line) in line), None)
+            if repo is None:
+                archive.append(line)
+            else:
+                self.failures[repo.name] = (self.failures.get(repo.name, "") + " " + line).strip()[-400:]
+        if archive or (done.returncode != 0 and not problems):
+            raise AptError("apt-get update failed: " + "; ".join(archive or [done.stderr.strip()])[-600:])
         self.signed = sorted((self.root / "var/lib/apt/lists").glob("*InRelease"))
         return self.signed
 
@@ -188,6 +208,9 @@ def fetch_group(group: DebGroup, root: AptRoot, dest: Path) -> list[Deb]:
     closure.json and the InRelease files apt verified."""
     if group.unresolved:
         raise AptError("; ".join(group.unresolved))
+    failed = [f"{r.name}: {root.failures[r.name]}" for r in group.repos if r.name in root.failures]
+    if failed:
+        raise AptError("the repository these packages come from is unusable: " + "; ".join(failed))
     staging = dest.with_name(dest.name + ".part")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -204,9 +227,14 @@ def fetch_group(group: DebGroup, root: AptRoot, dest: Path) -> list[Deb]:
     return debs
 
 
+def _uri(line: str) -> str:
+    """The URI of a one-line sources entry (after its [options])."""
+    return line.split("]", 1)[-1].split()[1] if "]" in line else line.split()[1]
+
+
 def _download(url: str, target: Path) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             target.write_bytes(response.read())
     except (OSError, ValueError) as e:
         raise AptError(f"the signing key {url} could not be downloaded: {e}") from None

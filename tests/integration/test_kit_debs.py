@@ -100,3 +100,15 @@ def test_bookworm_debs_from_the_kit_install_offline_on_a_test_host_and_a_second_
     assert [c.args[0] for c in host.calls("apt-get")] == ["install"]
     second = host.exec("LLMFAB_ARTIFACTS=/root/kit bash /root/kit.sh", timeout=300)
     assert second.returncode == 0 and "installed: nftables" in second.stdout, second.stdout
+
+
+def test_a_vendor_repository_out_of_reach_fails_only_the_groups_that_come_from_it(tmp_path):
+    nowhere = kit.Repo("nowhere", "http://127.0.0.1:9/key.asc", "deb [signed-by=@KEYRING@] http://127.0.0.1:9/repo /")
+    root = aptroot.AptRoot(tmp_path / "aptroot", kit.release("debian-13"))
+    root.prepare([nowhere])
+    root.update()
+    assert "could not be downloaded" in root.failures["nowhere"]
+    with pytest.raises(aptroot.AptError, match="nowhere: the signing key http://127.0.0.1:9/key.asc could not"):
+        aptroot.fetch_group(kit.DebGroup("vendor", ["vendor-tool"], [nowhere]), root, tmp_path / "kit" / "vendor")
+    debs = aptroot.fetch_group(kit.DebGroup("firewall", ["nftables"]), root, tmp_path / "kit" / "firewall")
+    assert "nftables" in [d.package for d in debs]
