@@ -56,7 +56,8 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None, check=Fa
             raise Exit(f"error: --only takes {','.join(artifacts.KINDS)}, not {','.join(unknown)}",
                        code=int(ExitStatus.CONFIG_INVALID))
         if model or model_from:
-            cfg.model.in_bundle = True
+            # The weights go in the kit: what model.in_bundle says (the config itself is left as read).
+            cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"in_bundle": True})})
             kinds = tuple(dict.fromkeys(kinds + ("models",)))
         if check:
             _check(cfg, root, engine_name(engine), out)
