@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from llmfab import bundle, config  # noqa: E402
+from tests.integration.artifacts import stand_in_cache  # noqa: E402
 
 
 def cluster(nodes: int):
@@ -31,6 +32,7 @@ def cluster(nodes: int):
         "cluster": {"name": f"bench-{nodes}"},
         "nodes": [{"name": f"n{i}", "address": f"10.0.{i // 250}.{i % 250 + 1}"} for i in range(nodes)],
         "engine": {"options": {"tensor_parallel_size": 8, "pipeline_parallel_size": nodes}},
+        "system": {"kernels": ["5.15.0-119-generic"]},
     })
 
 
@@ -68,9 +70,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llmfab-cache-") as tmp:
-        cache = Path(tmp)
-        (cache / "files").mkdir()
-        (cache / "files" / "installer.run").write_bytes(os.urandom(args.artifact_mib << 20))
+        # A complete kit (export refuses any other): stand-ins for what the steps need,
+        # the installer grown to the given size.
+        cfg = cluster(2)
+        cache = stand_in_cache(Path(tmp), cfg)
+        (cache / "files" / cfg.nvidia.installer_name).write_bytes(os.urandom(args.artifact_mib << 20))
         two, sixteen = (measure(n, cache, args.repeats) for n in (2, 16))
     budget = 1.05 * two["disk_bytes"] + sixteen["node_scripts_bytes"]
     print(f"{'nodes':>5} {'export':>8} {'disk':>10} {'node scripts':>13}")

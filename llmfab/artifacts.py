@@ -82,10 +82,12 @@ def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact
     return out
 
 
-def missing(config: ClusterConfig, root: Path, engine: Optional[str] = None) -> list[tuple[Artifact, str]]:
-    """What the kit at ROOT lacks for CONFIG: each needed artifact with the problem."""
+def missing(config: ClusterConfig, root: Path, engine: Optional[str] = None,
+            needed: Optional[list[Artifact]] = None) -> list[tuple[Artifact, str]]:
+    """What the kit at ROOT lacks for CONFIG (or of NEEDED, when already known):
+    each needed artifact with the problem."""
     cache = Cache(root)
-    return [(a, problem) for a in wanted(config, engine) if (problem := cache.problem(a, recorded=False))]
+    return [(a, problem) for a in (needed or wanted(config, engine)) if (problem := cache.problem(a, recorded=False))]
 
 
 class Cache:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__, kitmanifest
 from .aptroot import sha256_of as _sha256
-from .artifacts import missing as kit_gaps
+from .artifacts import missing as kit_gaps, wanted as kit_wanted
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
 from .script import render_phase
@@ -68,12 +68,13 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
     """
     manifest = None
     if artifacts is not None and complete:
-        gaps = kit_gaps(config, artifacts)
+        needed = kit_wanted(config)
+        gaps = kit_gaps(config, artifacts, needed=needed)
         if gaps:
             raise BundleError(f"the artifact cache {artifacts} lacks what the steps need offline:\n" + "\n".join(
                 f"  {a.path} ({', '.join(a.steps) or a.kind}): {problem}" for a, problem in gaps)
                 + "\nfetch them: fab fetch-artifacts --cache " + str(artifacts) + " (--check lists them again)")
-        manifest = kitmanifest.describe(config, artifacts)
+        manifest = kitmanifest.describe(config, artifacts, needed)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     phases = [p for p in BUNDLE_PHASES if p in PHASES]
     targets = [out / node.name for node in config.ranked_nodes()]

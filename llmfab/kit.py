@@ -122,6 +122,9 @@ def needs(config: ClusterConfig, target: Release | None = None) -> Needs:
 def scan(script: str, target: Release, kernels: list[str], found: Needs) -> Needs:
     """Add the kit calls of one rendered script to FOUND."""
     for function, lines in _functions(script):
+        # Only steps call these (the library defines them); most steps call none.
+        if not function.startswith("step_") or not any(m in line for line in lines for m in (*CALLS, IMAGE_LOAD)):
+            continue
         local: dict[str, str] = {}
         repos: list[Repo] = []
         for line in lines:

@@ -19,10 +19,10 @@ from .config import ClusterConfig
 JSON_NAME, TEXT_NAME = "KIT.json", "KIT.txt"
 
 
-def describe(config: ClusterConfig, root: Path, engine: Optional[str] = None) -> dict:
+def describe(config: ClusterConfig, root: Path, needed: Optional[list[Artifact]] = None) -> dict:
     """The manifest of the kit at ROOT for CONFIG (every needed artifact must be there)."""
     cache = Cache(root)
-    entries = [_entry(a, root, cache) for a in wanted(config, engine)]
+    entries = [_entry(a, root, cache) for a in (needed or wanted(config))]
     return {
         "llmfab": __version__, "cluster": config.cluster.name, "release": config.system.os_release,
         "kernels": config.system.kernels, "engine": config.engine.name,

@@ -52,6 +52,9 @@ def stand_in_cache(root: Path, cfg) -> Path:
             build_deb(root / "debs" / group.name, name, *([version] if version else []))
     for image in needs.images.values():
         stand_in_image(root, image.ref, image.archive)
+    if cfg.nvidia.enabled and cfg.nvidia.nvitop:
+        (root / "wheels").mkdir(parents=True, exist_ok=True)
+        (root / "wheels" / "nvitop-1.0-py3-none-any.whl").write_bytes(b"a stand-in wheel\n")
     if cfg.nvidia.enabled:
         (root / "files").mkdir(parents=True, exist_ok=True)
         (root / "files" / cfg.nvidia.installer_name).write_text(
