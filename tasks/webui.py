@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 
 from llmfab.session import Session, open_session, reported_errors
@@ -34,8 +36,7 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
     with reported_errors():
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
-        head = session.config.head
-        session.nodes = session.fleet.nodes = [head]
+        session = replace(session, nodes=session.head_only)
         if show_admin:
             _show_admin(session)
             return
@@ -50,7 +51,7 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
 
 def _show_admin(session: Session, first: bool = False) -> None:
     """Print the admin account, read from the head's root-only secret file."""
-    results = session.fleet.run_phase("webui-admin")
+    results = session.phase("webui-admin")
     for email, password, *_rest in results[0].of_kind("webui-admin-login"):
         out = session.reporter.out
         out.print(Text(f"Open WebUI admin: {email}  password: {password}"))
