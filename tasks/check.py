@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 from rich.table import Table
 from rich.text import Text
 
@@ -12,6 +10,7 @@ from llmfab.errors import HostsFailed
 from llmfab.output import diagnoses
 from llmfab.facts.failures import diagnose_log
 from llmfab.facts.nccl import parse_allreduce
+from llmfab.records import Fact
 from llmfab.results import HostResult
 from llmfab.session import open_session, reported_errors
 from llmfab.steps.preflight import expect
@@ -25,10 +24,10 @@ STYLE = {checks.PASS: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
 def probe_outputs(result: HostResult) -> tuple[dict[str, tuple[int, str]], float]:
     """name -> (exit status, output) from a node's fact records, and when the clock probe arrived."""
     outs, clock_at = {}, 0.0
-    for name, rc, b64, arrived in (f[:4] for f in result.of_kind("fact") if len(f) >= 4):
-        outs[name] = (int(rc), base64.b64decode(b64).decode(errors="replace"))
-        if name == "clock":
-            clock_at = float(arrived)
+    for fact in result.records_of(Fact):
+        outs[fact.name] = (int(fact.rc), fact.output)
+        if fact.name == "clock":
+            clock_at = fact.arrived
     return outs, clock_at
 
 

@@ -11,6 +11,7 @@ from llmfab.confirm import assumed, confirm
 from llmfab.errors import HostsFailed, Refused, UsageError
 from llmfab.fleet import Fleet
 from llmfab.output import diagnoses
+from llmfab.records import Container, Firewall, Gpus, Health, Smoke
 from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
@@ -154,8 +155,8 @@ def _deploy_phase(session: Session, dry_run: bool) -> list[HostResult]:
 
 def _smoke(session: Session) -> None:
     results = session.phase("smoke", on=session.head_only)
-    for fields in results[0].of_kind("smoke"):
-        session.reporter.out.print("smoke: " + ", ".join(fields))
+    for s in results[0].records_of(Smoke):
+        session.reporter.out.print(f"smoke: {s.ttft_s}, {s.chunks}, {s.tokens_per_s}")
     session.finish(results, "smoke test")
 
 
@@ -178,19 +179,19 @@ def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, 
         results = session.phase("status")
         out = session.reporter.out
         for r in results:
-            containers = [f[0] for f in r.of_kind("container")] or ["(no llmfab containers)"]
+            containers = r.records_of(Container) or [Container("(no llmfab containers)")]
             out.print(f"[bold]{r.host}[/bold] ({r.address})")
-            for line in containers:
-                name, image, state, engine_, rank = (line.split("|") + [""] * 5)[:5]
+            for container in containers:
+                name, image, state, engine_, rank = container.parts()
                 # Remote text, never markup: a container label must not style or break the table.
                 out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
-            for url, state in (f[:2] for f in r.of_kind("health")):
-                out.print(Text(f"  endpoint {url}: ").append(state, style="green" if state == "up" else "red"))
-            for state, ports, *_rest in r.of_kind("firewall"):
-                shown = f"on: only cluster nodes reach {ports}" if state == "on" else "off (no llmfab rules)"
+            for h in r.records_of(Health):
+                out.print(Text(f"  endpoint {h.url}: ").append(h.state, style="green" if h.state == "up" else "red"))
+            for f in r.records_of(Firewall):
+                shown = f"on: only cluster nodes reach {f.ports}" if f.state == "on" else "off (no llmfab rules)"
                 out.print(Text(f"  firewall {shown}"))
-            for (gpus, *_rest) in r.of_kind("gpus"):
-                out.print(f"  GPUs in use: {gpus}")
+            for g in r.records_of(Gpus):
+                out.print(f"  GPUs in use: {g.gpus}")
         broken = group.down(results)
         if broken:
             _report_broken(out, broken, results)

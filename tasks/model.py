@@ -8,6 +8,7 @@ from dataclasses import replace
 from rich.text import Text
 
 from llmfab.errors import HostsFailed
+from llmfab.records import Manifest, ModelFile
 from llmfab.results import HostResult, Status
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import model as model_steps
@@ -19,7 +20,7 @@ DAY = 86400
 
 def listing(result: HostResult) -> dict[str, str]:
     """name -> size on that node ("missing" when absent), from its model-verify records."""
-    return {f[0]: f[1] for f in result.of_kind("model-file") if len(f) >= 2}
+    return {f.name: f.size for f in result.records_of(ModelFile)}
 
 
 def differences(reference: str, want: dict[str, str], host: str, have: dict[str, str]) -> list[str]:
@@ -87,7 +88,7 @@ def distributed(session: Session, port: int) -> list[HostResult]:
     if serving[0].failed:
         return merge(first, serving)
     # The manifest's digest travels over SSH, out of the transfer service's reach.
-    digests = [fields[0] for fields in serving[0].of_kind("manifest")]
+    digests = [m.sha256 for m in serving[0].records_of(Manifest)]
     if digests:
         session = session.with_run(session.run.with_options(distribution=replace(plan, manifest_sha256=digests[0])))
     try:

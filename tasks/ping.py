@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 
 from llmfab.errors import HostsFailed
+from llmfab.records import Ping
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.ssh import sudo_prefix
@@ -64,7 +65,8 @@ def _report(out, results) -> None:
         if r.failed:
             out.print(Text(f"{r.host:<8} {r.address}: {r.status.value}: {r.reason}", style="bold red"))
             continue
-        hostname, user, how, seconds = r.of_kind("ping")[0][:4]
+        p = r.records_of(Ping)[0]
+        hostname, user, how, seconds = p.hostname, p.user, p.how, p.seconds
         out.print(Text(f"{r.host:<8} {r.address}: ok: logged in as {user} on {hostname}, {how} ({seconds}s)",
                        style="green"))
     bad = [r.host for r in results if r.failed]

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from rich.text import Text
 
+from llmfab.records import WebuiAdmin, WebuiAdminLogin, WebuiUrl
 from llmfab.session import Session, open_session, reported_errors
 
 from .options import DRY_RUN, SSH, task
@@ -41,9 +42,9 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
             _show_admin(session)
             return
         results = session.run_phase("webui")
-        for (url, *_rest) in results[0].of_kind("webui-url"):
-            session.reporter.out.print(f"Open WebUI: [bold]{url}[/bold]")
-        created = results[0].of_kind("webui-admin") and not results[0].failed and not dry_run
+        for w in results[0].records_of(WebuiUrl):
+            session.reporter.out.print(f"Open WebUI: [bold]{w.url}[/bold]")
+        created = results[0].records_of(WebuiAdmin) and not results[0].failed and not dry_run
         session.finish(results, "webui" + (" (dry run)" if dry_run else ""))
         if created:
             _show_admin(session, first=True)
@@ -52,9 +53,9 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
 def _show_admin(session: Session, first: bool = False) -> None:
     """Print the admin account, read from the head's root-only secret file."""
     results = session.phase("webui-admin")
-    for email, password, *_rest in results[0].of_kind("webui-admin-login"):
+    for login in results[0].records_of(WebuiAdminLogin):
         out = session.reporter.out
-        out.print(Text(f"Open WebUI admin: {email}  password: {password}"))
+        out.print(Text(f"Open WebUI admin: {login.email}  password: {login.password}"))
         if first:
             out.print("  (shown once; `fab webui --show-admin` shows it again; kept in /etc/llmfab/webui.env "
                       "on the head, root only)")
