@@ -19,12 +19,11 @@ from rich.text import Text
 
 from . import config as config_mod
 from .config import ClusterConfig, Node
-from .errors import ConfigError, LlmfabError, UsageError
+from .errors import HostsFailed, LlmfabError, UsageError
 from .confirm import confirm
 from .exits import ExitStatus
 from .fleet import Fleet
 from .output import Reporter, console, recap
-from .errors import HostsFailed
 from .results import HostResult, overall_failed
 from .run import Run, RunOptions
 from .runlog import RunLogs
