@@ -37,13 +37,10 @@ def archive(image: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", image) + ".tar.gz"
 
 
-_archive = archive  # the name other modules and tests import
-
-
 @step("engine-image", title="make the engine image present")
 def image(run: Run, node: Node) -> dict:
     ref = run.deployment.profile.image_ref
-    return {"image": ref, "archive": _archive(ref)}
+    return {"image": ref, "archive": archive(ref)}
 
 
 @step("engine-api-key", title="keep the endpoint API key (head)", where=HEAD,
