@@ -36,7 +36,19 @@ UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench", "model"
 
 def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
     """Return the complete bash script that performs PHASE on NODE."""
-    steps = steps_for(phase, config, node)
+    return _assemble(config, node, phase, steps_for(phase, config, node))
+
+
+def render_steps(config: ClusterConfig, node: Node, phase: str, ids: list[str]) -> str:
+    """Return the script of PHASE on NODE cut down to the steps IDS (tests run one step alone)."""
+    steps = [s for s in steps_for(phase, config, node) if s.id in ids]
+    missing = set(ids) - {s.id for s in steps}
+    if missing:
+        raise KeyError(f"{phase} on {node.name} has no step(s) {', '.join(sorted(missing))}")
+    return _assemble(config, node, phase, steps)
+
+
+def _assemble(config: ClusterConfig, node: Node, phase: str, steps: list) -> str:
     parts = [
         HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name),
                       lock=0 if phase in UNLOCKED else 1),
