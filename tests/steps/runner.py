@@ -12,10 +12,12 @@ A case (``tests/steps/<step-id>/<case>.yaml``) is data:
       status: changed                # ok | changed | skipped | failed
       message: substring of the step's message
       files: {/etc/x.conf: [substrings the file holds]}   # null: the file is absent
+      modes: {/etc/x.conf: "0600"}   # permission bits
       calls: [[systemctl, restart, nvidia-fabricmanager]] # stub calls, in order
       again: ok                      # the second run's status (default ok)
 
-The runner renders the script the node would get for that one step (the same
+Before the real run, a dry run must report the same status and leave the
+expected files as they were. The runner renders the script the node would get for that one step (the same
 text SSH and bundles carry), runs it as root inside the host through nsenter,
 reads the records it prints, and then runs it again: a step that changed
 something must find nothing left to do.
@@ -81,9 +83,10 @@ def script_for(case: Case, config_path: Path) -> str:
     return render_steps(config, config.nodes[0], case.phase, [case.step])
 
 
-def run_script(host, script: str) -> Outcome:
-    """Run SCRIPT as root in HOST (no SSH) and read its result record."""
-    done = host.exec('f=$(mktemp); cat >"$f"; bash "$f"; rc=$?; rm -f "$f"; exit $rc', input=script, timeout=120)
+def run_script(host, script: str, *args: str) -> Outcome:
+    """Run SCRIPT (with ARGS, e.g. --dry-run) as root in HOST, no SSH, and read its result record."""
+    command = 'f=$(mktemp); cat >"$f"; bash "$f" "$@"; rc=$?; rm -f "$f"; exit $rc'
+    done = host.exec(f"set -- {' '.join(args)}; {command}", input=script, timeout=120)
     records = [r for r in map(parse_record, done.stdout.splitlines()) if r]
     results = [step_result(fields) for kind, fields in records if kind == "result"]
     if len(results) != 1:

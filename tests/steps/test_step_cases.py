@@ -30,14 +30,20 @@ def test_a_step_does_what_its_case_says_and_then_nothing(case, fleet_factory):
     config = fleet.write_config(**case.config)
     prepare(host, case)
     script = script_for(case, config)
+    expect = case.expect
+    files_before = {path: host.read(path) for path in expect.get("files") or {}}
+    dry = run_script(host, script, "--dry-run")
+    assert dry.result.status == Status(expect.get("status", "changed")), f"dry run: {dry.result.message}"
+    assert {path: host.read(path) for path in files_before} == files_before, "the dry run changed files"
     calls_before = len(host.calls())
 
     first = run_script(host, script)
-    expect = case.expect
     detail = f"{case.about}\n{first.result.message}\n{first.result.tail}\n{first.stderr}"
     assert first.result.status == Status(expect.get("status", "changed")), detail
     assert expect.get("message", "") in first.result.message, detail
     assert_files(host, expect.get("files") or {})
+    for path, mode in (expect.get("modes") or {}).items():
+        assert host.stat_mode(path) == int(str(mode), 8), f"{path} has mode {oct(host.stat_mode(path) or 0)}"
     calls = [[c.program, *c.args] for c in host.calls()[calls_before:]]
     for wanted in expect.get("calls") or []:
         assert any(call[:len(wanted)] == [str(w) for w in wanted] for call in calls), f"no call {wanted} in {calls}"
