@@ -28,12 +28,13 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import LlmfabError
 from .kit import DebGroup, Release, Repo
 
 URI_LINE = re.compile(r"^'(?P<uri>[^']+)' (?P<file>\S+) (?P<size>\d+) (?P<hash>\S+)$")
 
 
-class AptError(Exception):
+class AptError(LlmfabError):
     """apt could not resolve or download; the message says why."""
 
 

@@ -33,6 +33,7 @@ from typing import Callable, Optional
 
 from . import aptroot, kit, kitmodel
 from .config import ClusterConfig
+from .errors import LlmfabError
 
 FETCHED, CACHED, FAILED = "fetched", "cached", "failed"
 KINDS = ("files", "debs", "wheels", "images", "models")
@@ -58,8 +59,7 @@ class Outcome:
 
 def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact]:
     """Everything the configured cluster needs offline, read from its steps."""
-    if engine:
-        config.engine.name = engine
+    config = config.with_engine(engine) if engine else config
     needs = kit.needs(config)
     n = config.nvidia
     out = []
@@ -229,7 +229,7 @@ def _fetch_one(a: Artifact, run: Fetching, groups: list[kit.DebGroup]) -> Outcom
     target = cache.root / a.path
     try:
         detail = FETCHERS[a.kind](a, target, run, groups) or ""
-    except (FetchError, aptroot.AptError) as e:
+    except (FetchError, aptroot.AptError, kitmodel.ModelFetchError) as e:
         return Outcome(a, FAILED, str(e))
     if a.sha256 and digest(target) != a.sha256:
         # Never recorded, never left where export would copy it from.
@@ -240,7 +240,7 @@ def _fetch_one(a: Artifact, run: Fetching, groups: list[kit.DebGroup]) -> Outcom
     return Outcome(a, FETCHED, f"sha256 {value[:12]}" + (f"; {detail}" if detail else ""))
 
 
-class FetchError(Exception):
+class FetchError(LlmfabError):
     """One artifact could not be fetched; the message says why."""
 
 

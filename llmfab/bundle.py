@@ -25,6 +25,7 @@ from .aptroot import sha256_of as _sha256
 from .artifacts import missing as kit_gaps, wanted as kit_wanted
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
+from .run import Run
 from .script import render_phase
 from .shell import render
 from .steps import PHASES
@@ -83,7 +84,8 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
     for target in targets:
         _refuse_foreign(target)
     pinned = _store_artifacts(artifacts, out / "artifacts", manifest) if artifacts is not None else None
-    bundles = [_write_node(config, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
+    run = Run(config)
+    bundles = [_write_node(run, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
             b.tarball = _pack(b)
@@ -97,8 +99,9 @@ def _refuse_foreign(path: Path) -> None:
                           "move it away or choose another --out")
 
 
-def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str],
+def _write_node(run: Run, node: Node, root: Path, phases: list[str],
                 artifacts_sums: str | None) -> NodeBundle:
+    config = run.config
     staging = root.with_name(f".{root.name}.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "steps").mkdir(parents=True)
@@ -107,12 +110,12 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
             "run.sh.j2", node=node, cluster=config.cluster.name, version=__version__, phases=phases,
             with_artifacts=artifacts_sums is not None,
         ),
-        "node.env": identity(config, node)["content"],
+        "node.env": identity(run, node)["content"],
         MARKER: MARKER_TEXT,
     }
     for phase in phases:
-        files[f"steps/{phase}.sh"] = render_phase(config, node, phase)
-    files["check/expect.json"] = json.dumps(asdict(expect(config, node)), indent=2) + "\n"
+        files[f"steps/{phase}.sh"] = render_phase(run, node, phase)
+    files["check/expect.json"] = json.dumps(asdict(expect(run, node)), indent=2) + "\n"
     for name in CHECK_LIBRARY:
         files[f"check/llmfab/{name}"] = (PACKAGE / name).read_text()
     for name, text in files.items():

@@ -2,8 +2,8 @@
 
 The steps say what they take from a bundle: ``llmfab_apt_install GROUP PKG...``
 (a .deb group, from ``debs/GROUP/``), ``llmfab_apt_repo NAME KEY LINE`` (the
-vendor repository those packages come from online) and ``llmfab_image_load
-"$image" "$archive"`` (an image, from ``images/``). This module renders every
+vendor repository those packages come from online) and ``llmfab_image IMAGE
+ARCHIVE`` (an image, from ``images/ARCHIVE``). This module renders every
 bundle phase for every node and reads those calls, so the kit cannot drift
 from the steps: a step that installs a new group is fetched, checked and
 exported without a second list to keep in step.
@@ -28,10 +28,9 @@ from .config import ClusterConfig
 
 ARCHIVES = Path(__file__).resolve().parent.parent / "configs" / "archives.yaml"
 FUNCTION_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(\) \{$")
-CALLS = ("llmfab_apt_install", "llmfab_apt_repo")
+CALLS = ("llmfab_apt_install", "llmfab_apt_repo", "llmfab_image")
 ASSIGN_RE = re.compile(r"^(?:local\s+)?([A-Za-z_][A-Za-z0-9_]*=.*)$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-IMAGE_LOAD = "llmfab_image_load "
 
 
 class Unresolved(Exception):
@@ -108,14 +107,16 @@ class Needs:
 def needs(config: ClusterConfig, target: Release | None = None) -> Needs:
     """The .deb groups and images every node's bundle phases take from a kit."""
     from .bundle import BUNDLE_PHASES
+    from .run import Run
     from .script import render_phase
     from .steps import PHASES
 
     target = target or release(config.system.os_release)
     found = Needs()
+    run = Run(config)
     for node in config.ranked_nodes():
         for phase in (p for p in BUNDLE_PHASES if p in PHASES):
-            scan(render_phase(config, node, phase), target, config.system.kernels, found)
+            scan(render_phase(run, node, phase), target, config.system.kernels, found)
     return found
 
 
@@ -123,7 +124,7 @@ def scan(script: str, target: Release, kernels: list[str], found: Needs) -> Need
     """Add the kit calls of one rendered script to FOUND."""
     for function, lines in _functions(script):
         # Only steps call these (the library defines them); most steps call none.
-        if not function.startswith("step_") or not any(m in line for line in lines for m in (*CALLS, IMAGE_LOAD)):
+        if not function.startswith("step_") or not any(m in line for line in lines for m in CALLS):
             continue
         local: dict[str, str] = {}
         repos: list[Repo] = []
@@ -132,15 +133,19 @@ def scan(script: str, target: Release, kernels: list[str], found: Needs) -> Need
             assign = ASSIGN_RE.match(text)
             if assign:
                 local.update(_assignments(assign.group(1)))
-            if IMAGE_LOAD in text and "image" in local and "archive" in local:
-                image = found.images.setdefault(local["image"], ImageNeed(local["image"], local["archive"]))
-                _add(image.steps, _step_id(function))
             for call in CALLS:
                 at = _call_at(text, call)
                 if at is None:
                     continue
                 words = _words(text[at + len(call):])
                 env = {**target.variables(), **local}
+                if call == "llmfab_image":
+                    try:
+                        ref, archive = (_expand(w, env, kernels)[0] for w in words[:2])
+                    except Unresolved:
+                        continue
+                    _add(found.images.setdefault(ref, ImageNeed(ref, archive)).steps, _step_id(function))
+                    continue
                 if call == "llmfab_apt_repo":
                     try:
                         name, key, repo_line = (_expand(w, env, kernels)[0] for w in words[:3])

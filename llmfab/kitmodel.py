@@ -24,11 +24,12 @@ from urllib.parse import unquote, urlparse
 
 from .aptroot import sha256_of
 from .config import ClusterConfig
+from .errors import LlmfabError
 
 MANIFEST = "llmfab-manifest.json"
 
 
-class ModelFetchError(Exception):
+class ModelFetchError(LlmfabError):
     """The model could not be placed in the kit; the message says why."""
 
 

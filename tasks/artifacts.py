@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import artifacts
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed, UsageError
 from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
@@ -53,8 +52,7 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None, check=Fa
         kinds = tuple(k.strip() for k in only.split(",")) if only else artifacts.DEFAULT_KINDS
         unknown = [k for k in kinds if k not in artifacts.KINDS]
         if unknown:
-            raise Exit(f"error: --only takes {','.join(artifacts.KINDS)}, not {','.join(unknown)}",
-                       code=int(ExitStatus.CONFIG_INVALID))
+            raise UsageError(f"--only takes {','.join(artifacts.KINDS)}, not {','.join(unknown)}")
         if model or model_from:
             # The weights go in the kit: what model.in_bundle says (the config itself is left as read).
             cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"in_bundle": True})})
@@ -68,16 +66,16 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None, check=Fa
 
         outcomes = artifacts.fetch_all(cfg, root, engine=engine_name(engine), only=kinds, progress=show,
                                        model_from=model_from, checksums=checksums)
-    failed = [o for o in outcomes if o.status == artifacts.FAILED]
-    out.print(f"{len(outcomes)} artifact(s) in {root}/: {len(outcomes) - len(failed)} ready, {len(failed)} failed")
-    if failed:
-        raise Exit(code=int(ExitStatus.HOST_FAILED))
+        failed = [o for o in outcomes if o.status == artifacts.FAILED]
+        out.print(f"{len(outcomes)} artifact(s) in {root}/: {len(outcomes) - len(failed)} ready, {len(failed)} failed")
+        if failed:
+            raise HostsFailed()
 
 
 def _check(cfg, root: Path, engine, out) -> None:
-    """Say what the kit at ROOT lacks for CFG; exit 1 when anything."""
-    gaps = artifacts.missing(cfg, root, engine)
+    """Say what the kit at ROOT lacks for CFG; fail when anything."""
     needed = artifacts.wanted(cfg, engine)
+    gaps = artifacts.missing(cfg, root, needed=needed)
     for a in needed:
         problem = next((p for g, p in gaps if g.path == a.path), None)
         label = Text("missing ", style="bold red") if problem else Text("ready   ", style="green")
@@ -85,4 +83,4 @@ def _check(cfg, root: Path, engine, out) -> None:
     out.print(f"{len(needed)} artifact(s) needed by {cfg.cluster.name}'s steps: {len(needed) - len(gaps)} ready "
               f"in {root}/, {len(gaps)} missing")
     if gaps:
-        raise Exit(code=int(ExitStatus.HOST_FAILED))
+        raise HostsFailed()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed
+from llmfab.records import Manifest, ModelFile
 from llmfab.results import HostResult, Status
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import model as model_steps
@@ -19,7 +20,7 @@ DAY = 86400
 
 def listing(result: HostResult) -> dict[str, str]:
     """name -> size on that node ("missing" when absent), from its model-verify records."""
-    return {f[0]: f[1] for f in result.of_kind("model-file") if len(f) >= 2}
+    return {f.name: f.size for f in result.records_of(ModelFile)}
 
 
 def differences(reference: str, want: dict[str, str], host: str, have: dict[str, str]) -> list[str]:
@@ -68,10 +69,9 @@ def merge(*runs: list[HostResult]) -> list[HostResult]:
 
 
 def _phase_on(session: Session, phase: str, nodes) -> list[HostResult]:
-    session.fleet.nodes = list(nodes)
     session.reporter.out.print(f"[bold]{phase}[/bold] on {', '.join(n.name for n in nodes)}"
                                + (" — dry run, nothing will change" if session.dry_run else ""))
-    return session.fleet.run_phase(phase, dry_run=session.dry_run)
+    return session.phase(phase, on=list(nodes))
 
 
 def distributed(session: Session, port: int) -> list[HostResult]:
@@ -82,14 +82,15 @@ def distributed(session: Session, port: int) -> list[HostResult]:
     first = _phase_on(session, "model", [head])
     if first[0].failed or not workers:
         return first
-    model_steps.plan_distribution(config, port)
+    plan = model_steps.Distribution(port, secrets.token_hex(24))
+    session = session.with_run(session.run.with_options(distribution=plan))
     serving = _phase_on(session, "model-serve", [head])
     if serving[0].failed:
         return merge(first, serving)
     # The manifest's digest travels over SSH, out of the transfer service's reach.
-    digests = [fields[0] for fields in serving[0].of_kind("manifest")]
+    digests = [m.sha256 for m in serving[0].records_of(Manifest)]
     if digests:
-        model_steps.pin_manifest(config, digests[0])
+        session = session.with_run(session.run.with_options(distribution=replace(plan, manifest_sha256=digests[0])))
     try:
         pulled = _phase_on(session, "model-pull", workers)
     finally:
@@ -152,8 +153,8 @@ def model(c, config=None, dry_run=False, distribute=False, verify=False, port=mo
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         limit = int(timeout) or max(session.config.ssh.command_timeout, DAY)
-        session.config.ssh.command_timeout = limit
-        session.fleet.options = replace(session.fleet.options, command_timeout=limit)
+        session = session.with_run(replace(session.run.with_options(command_timeout=limit),
+                                           ssh=replace(session.run.ssh, command_timeout=limit)))
         if verify:
             results = session.run_phase("model-verify")
         elif distribute:
@@ -163,6 +164,6 @@ def model(c, config=None, dry_run=False, distribute=False, verify=False, port=mo
         differ = report(session, results)
         session.finish(results, "model" + (" (dry run)" if dry_run else ""))
         if differ:
-            raise Exit("the nodes' models differ (see above): run fab model on the nodes named, or "
-                       "fab model --distribute to copy the head's", code=int(ExitStatus.HOST_FAILED))
+            raise HostsFailed("the nodes' models differ (see above): run fab model on the nodes named, or "
+                              "fab model --distribute to copy the head's")
 

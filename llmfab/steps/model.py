@@ -18,13 +18,13 @@ pulled from the head is checked against.
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..config import ClusterConfig, Node
 from ..models import UnknownModelError, load_model
-from . import Step, register
+from ..run import Run
+from . import HEAD, LIBRARIES, WORKERS, step
 
 MANIFEST = "llmfab-manifest.json"
 # File systems that several nodes may mount at once (`stat -f -c %T` names):
@@ -48,27 +48,9 @@ class Distribution:
     manifest_sha256: str = ""
 
 
-_RUNS: dict[int, tuple[ClusterConfig, Distribution]] = {}
-
-
-def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT) -> Distribution:
-    """Choose the port and a fresh password for this run; the serve and pull scripts share them."""
-    plan = Distribution(port, secrets.token_hex(24))
-    _RUNS[id(config)] = (config, plan)
-    return plan
-
-
-def pin_manifest(config: ClusterConfig, sha256: str) -> None:
-    """Record the head's manifest digest for the workers' pull scripts of this run."""
-    _RUNS[id(config)] = (config, replace(distribution(config), manifest_sha256=sha256))
-
-
-def distribution(config: ClusterConfig) -> Distribution:
-    """This run's distribution (a fresh one if the task planned none)."""
-    hit = _RUNS.get(id(config))
-    if hit is None or hit[0] is not config:
-        return plan_distribution(config)
-    return hit[1]
+# The llmfab__model_* helpers, rendered once into a phase's script before the
+# first step that declares needs=("model",).
+LIBRARIES["model"] = ("model/lib.sh.j2", {"manifest": MANIFEST})
 
 
 def download_bytes(config: ClusterConfig) -> int:
@@ -89,13 +71,9 @@ def download_bytes(config: ClusterConfig) -> int:
         return 0
 
 
-def _wait(config: ClusterConfig) -> int:
-    """How long a step waits for a transfer: just under the SSH command timeout."""
-    return max(60, config.ssh.command_timeout - 60)
-
-
-def _is_head(config: ClusterConfig, node: Node) -> bool:
-    return config.head.name == node.name
+def _wait(run: Run) -> int:
+    """How long a step waits for a transfer: just under the run's command timeout."""
+    return max(60, run.command_timeout - 60)
 
 
 def _common(config: ClusterConfig) -> dict:
@@ -104,50 +82,38 @@ def _common(config: ClusterConfig) -> dict:
             "checksums": 1 if m.checksums else 0, "manifest": MANIFEST}
 
 
-def download(config: ClusterConfig, node: Node) -> dict:
-    return {**_common(config), "lib": True, "need": download_bytes(config), "wait": _wait(config),
-            "head": 1 if _is_head(config, node) else 0, "shared": SHARED_FILESYSTEMS,
+@step("model-download", title="download the model to this node", needs=("model",))
+def download(run: Run, node: Node) -> dict:
+    config = run.config
+    return {**_common(config), "need": download_bytes(config), "wait": _wait(run),
+            "head": 1 if run.is_head(node) else 0, "shared": SHARED_FILESYSTEMS,
             "in_bundle": 1 if config.model.in_bundle else 0, "bundled": PurePosixPath(config.model.path).name,
             "state": "/var/lib/llmfab/model-download", "log": "/var/log/llmfab/model-download.log"}
 
 
-def verify(lib: bool):
-    def context(config: ClusterConfig, node: Node) -> dict:
-        return {**_common(config), "lib": lib}
-    return context
+@step("model-verify", title="check that every shard is present with the right size", needs=("model",))
+def verify(run: Run, node: Node) -> dict:
+    return _common(run.config)
 
 
-def serve(config: ClusterConfig, node: Node) -> dict:
-    workers = [n for n in config.ranked_nodes() if not _is_head(config, n)]
-    plan = distribution(config)
+@step("model-serve", title="serve the model to the workers (head)", where=HEAD, needs=("model",))
+def serve(run: Run, node: Node) -> dict:
+    config = run.config
+    workers = [n for n in config.ranked_nodes() if not run.is_head(n)]
+    plan = run.distribution
     return {"path": config.model.path, "manifest": MANIFEST, "address": node.address, "port": plan.port,
-            "token": plan.token, "allow": [n.address for n in workers], "lifetime": _wait(config) + 600,
+            "token": plan.token, "allow": [n.address for n in workers], "lifetime": _wait(run) + 600,
             "run": "/run/llmfab/model-rsyncd"}
 
 
-def pull(config: ClusterConfig, node: Node) -> dict:
-    plan = distribution(config)
-    return {**_common(config), "lib": True, "head": config.head.address, "address": node.address,
-            "port": plan.port, "token": plan.token, "wait": _wait(config),
+@step("model-pull", title="pull the model from the head (workers)", where=WORKERS, needs=("model",))
+def pull(run: Run, node: Node) -> dict:
+    config, plan = run.config, run.distribution
+    return {**_common(config), "head": config.head.address, "address": node.address,
+            "port": plan.port, "token": plan.token, "wait": _wait(run),
             "manifest_sha256": plan.manifest_sha256 or "unknown: serve the model first"}
 
 
-def unserve(config: ClusterConfig, node: Node) -> dict:
+@step("model-unserve", title="stop serving the model (head)", where=HEAD)
+def unserve(run: Run, node: Node) -> dict:
     return {"run": "/run/llmfab/model-rsyncd"}
-
-
-DOWNLOAD = Step("model-download", "download the model to this node", "model/download.sh.j2", download)
-VERIFY_TITLE = "check that every shard is present with the right size"
-
-# The llmfab__model_* helpers (model/lib.sh.j2) are rendered once per script,
-# by the first step of the phase that needs them (its context says lib=True).
-register("model", DOWNLOAD, Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False)))
-register("model-verify", Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(True)))
-register("model-serve", Step("model-serve", "serve the model to the workers (head)", "model/serve.sh.j2", serve,
-                             only=_is_head))
-register("model-pull", Step("model-pull", "pull the model from the head (workers)", "model/pull.sh.j2", pull,
-                            only=lambda c, n: not _is_head(c, n)),
-         Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False),
-              only=lambda c, n: not _is_head(c, n)))
-register("model-unserve", Step("model-unserve", "stop serving the model (head)", "model/unserve.sh.j2", unserve,
-                               only=_is_head))

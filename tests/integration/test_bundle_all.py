@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from llmfab import bundle, config as config_mod
-from llmfab.steps.engine import _archive
+from llmfab.steps.engine import archive
 
 from tests.harness.standin import docker_state
 
@@ -40,7 +40,7 @@ def test_run_sh_all_brings_the_cluster_up_offline_and_a_second_run_changes_nothi
                            webui={"port": WEBUI_PORT, "ready_timeout": 60})
     cfg = config_mod.load(path)
     cache = stand_in_cache(tmp_path / "cache", cfg)
-    stand_in_image(cache, IMAGE, _archive(IMAGE))
+    stand_in_image(cache, IMAGE, archive(IMAGE))
     out = tmp_path / "bundles"
     bundle.export(cfg, out, artifacts=cache)
     for host in fleet.hosts:
