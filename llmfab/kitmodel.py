@@ -7,9 +7,11 @@ for. ``run.sh model`` copies the directory onto the node, where the manifest
 makes the copy checkable (``run.sh model-verify``).
 
 Sources: a local directory or a ``file://`` URL (a copy of the model made
-elsewhere, a mounted share), else the hub's own command-line downloader
-(``hf`` or ``modelscope``, as ``model.source`` says) when it is installed.
-Copies resume: a file already there with the source's size is kept, a
+elsewhere, a mounted share); an ``http(s)://`` URL of a directory that serves
+the model with its ``llmfab-manifest.json`` (a kit or node copy behind any
+web server); else the hub's own command-line downloader (``hf`` or
+``modelscope``, as ``model.source`` says) when it is installed. Copies and
+downloads resume: a file already there with the source's size is kept, a
 partial one is finished from where it stopped.
 """
 
@@ -19,6 +21,8 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -38,7 +42,10 @@ def fetch(config: ClusterConfig, target: Path, source: str | None, checksums: bo
     m = config.model
     target.mkdir(parents=True, exist_ok=True)
     (target / MANIFEST).unlink(missing_ok=True)
-    if source:
+    if source and source.startswith(("http://", "https://")):
+        _http_tree(source, target)
+        origin = source
+    elif source:
         _copy_tree(_local_path(source), target)
         origin = source
     else:
@@ -73,6 +80,42 @@ def _copy_tree(src: Path, dest: Path) -> None:
             r.seek(have)
             shutil.copyfileobj(r, w, 1 << 20)
         os.replace(part, out)
+
+
+def _http_tree(base: str, dest: Path) -> None:
+    """Download every file the served directory's manifest lists, resuming partial
+    ones (HTTP Range) and checking each size (and sha256 where it names one)."""
+    base = base.rstrip("/") + "/"
+    try:
+        with urllib.request.urlopen(base + MANIFEST, timeout=60) as answer:
+            listed = json.loads(answer.read())["files"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelFetchError(f"--model-from {base}: no readable {MANIFEST} there ({e})") from None
+    for f in listed:
+        name, size = f["name"], int(f["size"])
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ModelFetchError(f"{base}{MANIFEST} names {name!r}, outside the model directory")
+        out = dest / name
+        if not (out.is_file() and out.stat().st_size == size):
+            _http_file(base + urllib.parse.quote(name), out)
+        if out.stat().st_size != size or (f.get("sha256") and sha256_of(out) != f["sha256"]):
+            out.unlink()
+            raise ModelFetchError(f"{name}: not the size or sha256 {MANIFEST} names (removed; run again)")
+
+
+def _http_file(url: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(out.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer, open(part, "ab" if have else "wb") as w:
+            if have and getattr(answer, "status", 206) != 206:
+                w.truncate(0)
+            shutil.copyfileobj(answer, w, 1 << 20)
+    except OSError as e:
+        raise ModelFetchError(f"download of {url} failed (run again: it resumes): {e}") from None
+    os.replace(part, out)
 
 
 def _hub(config: ClusterConfig, target: Path) -> None:

@@ -24,7 +24,8 @@ STYLE = {artifacts.FETCHED: "yellow", artifacts.CACHED: "green", artifacts.FAILE
     "only": "comma-separated kinds to fetch: files,debs,wheels,images,models (default: all but models)",
     "check": "fetch nothing: list what the cache lacks for this config (exit 1 when anything does)",
     "model": "also put the model's weights in the kit (for model.in_bundle; hundreds of GB for R1)",
-    "model_from": "with --model: copy the weights from this directory or file:// URL instead of the hub",
+    "model_from": "with --model: copy the weights from this directory, file:// URL, or http(s):// URL serving "
+                  "them with their llmfab-manifest.json, instead of the hub",
     "checksums": "with --model: record every file's sha256 in the kit's model manifest",
 })
 def fetch_artifacts(c, config=None, cache=None, engine=None, only=None, check=False, model=False, model_from=None,

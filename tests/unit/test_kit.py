@@ -140,6 +140,32 @@ class TestTheModelInTheKit:
         assert '\n    {"name": "model-00001.safetensors", "size": 5000, "sha256": "' in text
         assert json.loads(text)["files"][2]["name"] == "sub/tokenizer.json"
 
+    def test_a_served_copy_is_downloaded_over_http_and_a_partial_file_completed(self, tmp_path):
+        import functools
+        import http.server
+        import threading
+
+        src = tmp_path / "served"
+        (src / "sub").mkdir(parents=True)
+        (src / "model-00001.safetensors").write_bytes(b"w" * 5000)
+        (src / "sub" / "tokenizer.json").write_text("tok")
+        kitmodel.write_manifest(src, "tiny", "here", "", checksums=True)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(src))
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            target = tmp_path / "kit" / "models" / "tiny"
+            target.mkdir(parents=True)
+            (target / "model-00001.safetensors.part").write_bytes(b"w" * 1000)
+            cfg = cluster(model={"path": "/models/tiny", "in_bundle": True})
+            said = kitmodel.fetch(cfg, target, f"http://127.0.0.1:{server.server_port}/")
+        finally:
+            server.shutdown()
+        assert said.startswith("2 files")
+        assert (target / "model-00001.safetensors").read_bytes() == b"w" * 5000
+        assert (target / "sub" / "tokenizer.json").read_text() == "tok"
+
     def test_a_missing_source_says_what_to_pass(self, tmp_path):
         with pytest.raises(kitmodel.ModelFetchError, match="not a directory here"):
             kitmodel.fetch(cluster(), tmp_path / "m", str(tmp_path / "nowhere"))
