@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..checks import Expect, probes
 from ..config import ClusterConfig, Node
+from .. import engines
 from ..engines import Launch
 from ..engines.launch import fabric_env
 from . import Step, register
@@ -17,13 +18,7 @@ from .firewall import filtered_ports
 def expect(config: ClusterConfig, node: Node) -> Expect:
     d = deployment(config)
     launch: Launch = d.launch
-    ports = [config.engine.port]
-    if d.engine == "vllm":
-        ports.append(launch.ray_port)
-    elif d.engine == "sglang":
-        ports.append(launch.dist_port)
-    else:
-        ports.append(launch.sshd_port)
+    ports = [config.engine.port, engines.plugin(d.engine).rendezvous_port(launch)]
     return Expect(
         address=node.address, gpus=config.gpu.per_node, gpu_model=config.gpu.model, driver=config.nvidia.driver_version,
         hcas=tuple(config.network.nccl_ib_hca), gid_index=config.network.nccl_ib_gid_index,
