@@ -11,7 +11,7 @@ An engine is a plug-in: a module registered in ``ENGINES`` (the one list of
 engine names) with ``NAME``, ``DEFAULT_VERSION``, ``PROFILES`` (loaded from its
 data files, ``profiles/<engine>-<version>.yaml``) and its behaviour:
 ``default_options``, ``check_parallelism``, ``plan``, ``internal_ports``,
-``rendezvous_port``, ``default_mem_fraction``. An engine version is a data
+``rendezvous_port``, ``default_mem_fraction``, ``files``. An engine version is a data
 file only.
 
 Each Step's ``argv`` is a list of strings for ``subprocess``/Fabric (join it
@@ -24,13 +24,13 @@ from types import ModuleType
 from typing import Any, Callable
 
 from llmfab.engines import sglang, trtllm, vllm
-from llmfab.engines.launch import API_KEY_MOUNT, Launch, NodeInfo, Step, check_launch
+from llmfab.engines.launch import API_KEY_MOUNT, Launch, LaunchStep, NodeInfo, Step, check_launch
 from llmfab.engines.profile import (BenchTool, EngineConfigError, EngineProfile, Flag, Readiness,
                                     coerce_options, validate_options)
 
 __all__ = [
     "API_KEY_MOUNT", "DEFAULT_VERSIONS", "ENGINES", "PROFILES", "BenchTool", "EngineConfigError", "EngineProfile",
-    "Flag", "Launch", "NodeInfo", "Readiness", "Step", "check_launch", "check_parallelism",
+    "Flag", "Launch", "LaunchStep", "NodeInfo", "Readiness", "Step", "check_launch", "check_parallelism",
     "coerce_options", "default_options", "get_profile", "list_engines", "list_versions", "plugin",
     "internal_ports", "readiness_urls", "reasoning_options", "render_plan", "validate_options",
 ]

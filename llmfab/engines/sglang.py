@@ -114,8 +114,16 @@ def container_argv(profile: EngineProfile, launch: Launch, node: NodeInfo) -> li
 def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
     """One container per node, head first; readiness is asked of rank 0 only."""
     return [Step(n.name, f"start SGLang rank {n.rank}", container_argv(profile, launch, n),
-                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""))
+                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""),
+                 log=f"{launch.log_dir}/sglang-rank{n.rank}.log")
             for n in launch.ordered()]
+
+
+def files(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[dict[str, str]]:
+    """Files the engine needs on NODE before launch: the key-reading launcher on the head."""
+    if not (launch.api_key_file and node.rank == 0):
+        return []
+    return [{"path": launcher_path(launch), "mode": "0644", "content": LAUNCHER_SOURCE.read_text()}]
 
 
 def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:

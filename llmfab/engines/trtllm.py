@@ -184,13 +184,20 @@ def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
     """Containers with sshd (head first), then mpirun on the head."""
     steps = [Step(n.name, f"start TensorRT-LLM container rank {n.rank} (sshd :{launch.sshd_port})",
                   container_argv(profile, launch, n),
-                  wait=f"{n.address}:{launch.sshd_port} answers (the head waits for it before mpirun)")
+                  wait=f"{n.address}:{launch.sshd_port} answers (the head waits for it before mpirun)",
+                  log=f"{launch.log_dir}/sshd-rank{n.rank}.log")
              for n in launch.ordered()]
     steps.append(Step(launch.head.name, "mpirun trtllm-serve on the head",
                       serve_exec_argv(profile, launch),
                       wait=f"{profile.health_path} is 200; write {shlex.quote(config_path(launch))} "
-                           f"on every node first"))
+                           f"on every node first", log=f"{launch.log_dir}/trtllm-serve.log",
+                      waits_for=tuple((n, launch.sshd_port) for n in launch.ordered() if n.rank != 0)))
     return steps
+
+
+def files(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[dict[str, str]]:
+    """Files the engine needs on NODE before launch: the extra-options YAML on every node."""
+    return [{"path": config_path(launch), "mode": "0644", "content": extra_options_yaml(profile, launch)}]
 
 
 def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:

@@ -129,16 +129,24 @@ def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
         steps = [Step(n.name, f"start Ray {'head' if n.rank == 0 else 'worker'}",
                       ray_container_argv(profile, launch, n),
                       wait=(f"{n.address}:{launch.ray_port} accepts connections" if n.rank == 0
-                            else "ray status lists this node's GPUs"))
+                            else "ray status lists this node's GPUs"),
+                      log=f"{launch.log_dir}/ray-rank{n.rank}.log",
+                      waits_for=((launch.head, launch.ray_port),) if n.rank else ())
                  for n in nodes]
         wait = f"ray status shows {launch.total_gpus} GPUs; then {profile.health_path} is 200"
         steps.append(Step(launch.head.name, "start vllm serve on the head",
-                          serve_exec_argv(profile, launch), wait=wait))
+                          serve_exec_argv(profile, launch), wait=wait, log=f"{launch.log_dir}/vllm-serve.log"))
         return steps
     return [Step(n.name, f"start vllm serve rank {n.rank}",
                  serve_container_argv(profile, launch, n),
-                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""))
+                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""),
+                 log=f"{launch.log_dir}/vllm-rank{n.rank}.log")
             for n in nodes]
+
+
+def files(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[dict[str, str]]:
+    """Files the engine needs on NODE before launch: none for vLLM."""
+    return []
 
 
 def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:

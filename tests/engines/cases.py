@@ -4,7 +4,8 @@ A case names the launch (``options``: ``default`` for the profile's own
 default options, or a mapping; ``merge``: options added on top, e.g. the
 reasoning parser; ``api_key_file``) and holds what every node runs: each
 launch step's node, what, argv and wait, and the files the engine needs
-written (TensorRT-LLM's extra-options YAML).
+written on each node (TensorRT-LLM's extra-options YAML, SGLang's key-reading
+launcher), with the log each step writes and what it waits for.
 
 To add a case, write its inputs without ``expect`` and run
 ``python -m tests.engines.cases tests/engines/<profile>/<case>.yaml``: it
@@ -13,12 +14,13 @@ fills in ``expect`` from the current rendering, for you to read and commit.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
 import yaml
 
-from llmfab.engines import Launch, NodeInfo, default_options, get_profile, render_plan, trtllm
+from llmfab.engines import Launch, NodeInfo, default_options, get_profile, plugin, render_plan
 
 ROOT = Path(__file__).resolve().parent
 NODES = (NodeInfo("h20-a", "10.20.0.11", 0), NodeInfo("h20-b", "10.20.0.12", 1))
@@ -44,15 +46,22 @@ def launch_of(profile, case: dict) -> Launch:
                   labels={"llmfab.cluster": "h20"})
 
 
+def _shown(content: str) -> str:
+    """A file's content as the case keeps it: whole when short, else its digest (a copied source file)."""
+    if len(content) < 1000:
+        return content
+    return "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+
+
 def render(path: Path, case: dict) -> dict:
     """What the case's profile renders for its launch: steps and files."""
     profile = profile_of(path)
     launch = launch_of(profile, case)
-    steps = [{"node": s.node, "what": s.what, "argv": list(s.argv), "wait": s.wait}
+    steps = [{"node": s.node, "what": s.what, "argv": list(s.argv), "wait": s.wait, "log": s.log,
+              "waits_for": [f"{n.name}:{port}" for n, port in s.waits_for]}
              for s in render_plan(profile, launch)]
-    files = {}
-    if profile.engine == "trtllm":
-        files[trtllm.config_path(launch)] = trtllm.extra_options_yaml(profile, launch)
+    files = {n.name: {f["path"]: _shown(f["content"]) for f in plugin(profile.engine).files(profile, launch, n)}
+             for n in launch.ordered()}
     return {"steps": steps, "files": files}
 
 
