@@ -1,8 +1,9 @@
 """Fact cases as data: ``tests/facts/<module>.<FACT>/<case>.json``.
 
 Each case is ``{"fixture": "field/ib/ibstat-h20-ib-ndr400-active.txt", "fact": {...}}``:
-the captured output (a file under tests/fixtures, header stripped) and what
-the fact's parser makes of it, as plain JSON. ``<module>.<FACT>`` names the
+the captured output (a file under tests/fixtures, header stripped; or a short
+``output`` written in the case) and what the fact's parser makes of it, as
+plain JSON. ``<module>.<FACT>`` names the
 ``Fact`` object (``ib.IBSTAT`` is ``llmfab.facts.ib.IBSTAT``).
 
 To add a case, write ``{"fixture": ...}`` and run
@@ -66,8 +67,9 @@ def plain(value: Any) -> Any:
 
 
 def parsed(path: Path, case: dict) -> Any:
-    """What the case's fact makes of its fixture, as JSON values."""
-    return plain(fact_of(path).process(fixture_output(case["fixture"])))
+    """What the case's fact makes of its fixture (or of its inline ``output``), as JSON values."""
+    text = fixture_output(case["fixture"]) if "fixture" in case else case["output"]
+    return plain(fact_of(path).process(text))
 
 
 def fill(path: Path) -> None:
