@@ -115,11 +115,7 @@ def layout_defaults(profile: EngineProfile, config: ClusterConfig, given: dict) 
     """
     if any(k in given for k in profile.layout["parallel"]):
         return {}
-    nodes, per_node = len(config.nodes), config.gpu.per_node
-    if profile.engine == "vllm":
-        layout = {"tensor_parallel_size": per_node, "pipeline_parallel_size": nodes}
-    else:
-        layout = {"tp_size": nodes * per_node, "pp_size": 1, "ep_size": nodes * per_node}
+    layout = engines.plugin(profile.engine).default_layout(len(config.nodes), config.gpu.per_node)
     defaults = engines.default_options(profile)
     return {k: v for k, v in layout.items() if k in defaults}
 

@@ -11,7 +11,7 @@ An engine is a plug-in: a module registered in ``ENGINES`` (the one list of
 engine names) with ``NAME``, ``DEFAULT_VERSION``, ``PROFILES`` (loaded from its
 data files, ``profiles/<engine>-<version>.yaml``) and its behaviour:
 ``default_options``, ``check_parallelism``, ``plan``, ``internal_ports``,
-``rendezvous_port``, ``default_mem_fraction``, ``files``. An engine version is a data
+``rendezvous_port``, ``default_mem_fraction``, ``default_layout``, ``files``. An engine version is a data
 file only.
 
 Each Step's ``argv`` is a list of strings for ``subprocess``/Fabric (join it

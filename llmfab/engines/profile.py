@@ -65,6 +65,8 @@ class Readiness:
     extra_paths: tuple[str, ...] = ()
     budget_s: int = 3600
     note: str = ""
+    # Whether readiness also waits for info_path to answer (SGLang's server info).
+    wait_info: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,7 @@ def profile_from(data: dict) -> EngineProfile:
         image_source=data["image_source"], cuda_requires=str(cuda["requires"]), min_driver=str(cuda["min_driver"]),
         cuda_source=cuda["source"], launch_pattern=data["launch_pattern"], flags=_flags(data, "flags"),
         readiness=Readiness(ready["health"], ready["models"], ready.get("info"), tuple(ready.get("extra", ())),
-                            ready.get("budget_s", 3600), ready.get("note", "")),
+                            ready.get("budget_s", 3600), ready.get("note", ""), ready.get("wait_info", False)),
         api_key_flag=data.get("api_key", {}).get("flag"), api_key_env=data.get("api_key", {}).get("env"),
         env=dict(data.get("env") or {}), removed=dict(data.get("removed") or {}),
         config_keys=_flags(data, "config_keys"), unverified=tuple(data.get("unverified", ())),

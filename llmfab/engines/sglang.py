@@ -59,6 +59,11 @@ def default_mem_fraction(tp_size: int) -> float:
     return 0.88
 
 
+def default_layout(nodes: int, gpus_per_node: int) -> dict[str, int]:
+    """One TP group over every GPU of the cluster, experts likewise (kept only where the version has the option)."""
+    return {"tp_size": nodes * gpus_per_node, "pp_size": 1, "ep_size": nodes * gpus_per_node}
+
+
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
     """Refuse tp_size other than the cluster's GPU count, or ep/dp that do not divide it."""
     total = nodes * gpus_per_node

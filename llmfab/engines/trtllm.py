@@ -67,6 +67,11 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
             "enable_chunked_prefill": True}
 
 
+def default_layout(nodes: int, gpus_per_node: int) -> dict[str, int]:
+    """One TP group over every GPU of the MPI world, experts likewise."""
+    return {"tp_size": nodes * gpus_per_node, "pp_size": 1, "ep_size": nodes * gpus_per_node}
+
+
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
     """Refuse tp_size x pp_size other than the GPU count, or an ep_size that does not divide tp."""
     total = nodes * gpus_per_node

@@ -46,6 +46,11 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
     return opts
 
 
+def default_layout(nodes: int, gpus_per_node: int) -> dict[str, int]:
+    """TP across a node's GPUs (NVLink), PP across nodes."""
+    return {"tensor_parallel_size": gpus_per_node, "pipeline_parallel_size": nodes}
+
+
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
     """Refuse TP x PP x DP that does not use exactly every GPU of the cluster."""
     tp = int(options.get("tensor_parallel_size") or 1)

@@ -136,7 +136,7 @@ def ready(config: ClusterConfig, node: Node) -> dict:
     logs = _logs(d, node)
     return {
         "container": CONTAINER, "health": urls["health"], "models": urls["models"],
-        "info": urls["info"] if d.engine == "sglang" else "", "served": config.model.served_name,
+        "info": urls["info"] if d.profile.readiness.wait_info else "", "served": config.model.served_name,
         "timeout": config.engine.ready_timeout, "key_file": _key_file(config), "logs": logs,
     }
 
