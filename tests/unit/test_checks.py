@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from fixture_text import load_fixture
-from llmfab import checks
+from llmfab import checks, config
 from llmfab.facts import ib
 
 GB = 10 ** 9
@@ -161,3 +161,19 @@ def test_every_new_check_is_in_the_readme_preflight_table():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name in ("NVLink fabric", "GID index", "free disk", "image CUDA", "fabric manager"):
         assert f"| {name}" in readme, name
+
+
+def test_the_preflight_expects_the_port_an_engine_really_rendezvous_at():
+    from llmfab.run import Run
+    from llmfab.steps.preflight import expect
+
+    def cluster(**extra):
+        return config.parse({"nodes": [{"name": "n1", "address": "10.0.0.1"}, {"name": "n2", "address": "10.0.0.2"}],
+                             **extra})
+
+    ray = cluster()
+    assert expect(Run(ray), ray.nodes[0]).ports == (40000, 6379)
+    # vLLM's own multi-node launch (v0.32.0) starts no Ray: its store listens at dist_port
+    # (a Ray of anyone else's on 6379 failed `run.sh all` on a shared machine).
+    own = cluster(engine={"version": "0.32.0"}, nvidia={"driver_version": "580.65.06", "cuda_version": "13.0.0"})
+    assert expect(Run(own), own.nodes[0]).ports == (40000, 20001)

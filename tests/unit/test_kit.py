@@ -202,3 +202,4 @@ def test_fetch_artifacts_check_lists_what_the_kit_lacks_for_a_config_and_fails(t
     assert "missing  images/ghcr.io_open-webui_open-webui_v0.12.4.tar.gz  (for webui-image; missing)" in run.stdout
     assert "ready    debs/headers  (for build-prereqs)" in run.stdout
     assert "11 artifact(s) needed by" in run.stdout and "10 ready" in run.stdout and "1 missing" in run.stdout
+
