@@ -48,6 +48,7 @@ class Artifact:
     sha256: Optional[str] = None  # known in advance (config), else recorded on fetch
     group: Optional[kit.DebGroup] = field(default=None, compare=False)
     steps: tuple[str, ...] = ()
+    release: str = ""  # debs: the nodes' release they must be for
 
 
 @dataclass
@@ -67,7 +68,7 @@ def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact
         out.append(Artifact("files", f"files/{n.installer_name}", n.installer, n.installer_sha256, steps=("nvidia-driver",)))
     for group in needs.debs.values():
         out.append(Artifact("debs", f"debs/{group.name}", " ".join(group.packages), group=group,
-                            steps=tuple(group.steps)))
+                            steps=tuple(group.steps), release=config.system.os_release))
     if n.enabled and n.nvitop:
         out.append(Artifact("wheels", "wheels", "nvitop", steps=("nvitop",)))
     if config.miniconda.enabled:
@@ -115,7 +116,7 @@ class Cache:
             absent = debs_missing(target, a.group.packages if a.group else a.source.split())
             if absent:
                 return "no .deb for " + ", ".join(absent)
-            broken = closure_problems(target)
+            broken = closure_problems(target, a.release)
             if broken:
                 return broken
         if a.kind == "models" and not (target / kitmodel.MANIFEST).is_file():
@@ -160,12 +161,16 @@ def debs_missing(directory: Path, packages: list[str]) -> list[str]:
     return absent
 
 
-def closure_problems(directory: Path) -> Optional[str]:
-    """What differs from the closure apt resolved (closure.json), if it was recorded."""
+def closure_problems(directory: Path, release: str = "") -> Optional[str]:
+    """What differs from the closure apt resolved (closure.json), if it was recorded,
+    or from the nodes' RELEASE it must be for."""
     listing = directory / "closure.json"
     if not listing.is_file():
         return None
-    debs = json.loads(listing.read_text())["debs"]
+    closure = json.loads(listing.read_text())
+    if release and closure["release"] != release:
+        return f"fetched for {closure['release']}, but the nodes run {release} (system.os_release): fetch again"
+    debs = closure["debs"]
     bad = [d["file"] for d in debs
            if not (directory / d["file"]).is_file() or aptroot.sha256_of(directory / d["file"]) != d["sha256"]]
     return f"{len(bad)} .deb(s) of the closure missing or not the signed index's SHA256: {', '.join(bad[:5])}" if bad else None

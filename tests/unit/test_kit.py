@@ -103,6 +103,14 @@ class TestExportChecksTheKit:
         with pytest.raises(bundle.BundleError, match="debs/firewall .*1 .deb.s. of the closure missing or not"):
             bundle.export(cfg, tmp_path / "out", artifacts=cache)
 
+    def test_debs_fetched_for_another_release_than_the_nodes_are_refused(self, tmp_path):
+        cfg = cluster(system={"os_release": "debian-12", "kernels": ["6.1.0-28-amd64"]})
+        cache = complete_kit(tmp_path / "cache", cfg)
+        (cache / "debs" / "firewall" / "closure.json").write_text(json.dumps(
+            {"release": "ubuntu-22.04", "arch": "amd64", "repos": [], "packages": ["nftables"], "debs": []}))
+        with pytest.raises(bundle.BundleError, match="fetched for ubuntu-22.04, but the nodes run debian-12"):
+            bundle.export(cfg, tmp_path / "out", artifacts=cache)
+
     def test_a_complete_kit_is_exported_with_its_manifest_listed_in_the_sums(self, tmp_path):
         cfg = cluster()
         cache = complete_kit(tmp_path / "cache", cfg)
