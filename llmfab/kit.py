@@ -17,10 +17,12 @@ reported as unresolved, never guessed.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -127,7 +129,7 @@ def scan(script: str, target: Release, kernels: list[str], found: Needs) -> Need
         if not function.startswith("step_") or not any(m in line for line in lines for m in CALLS):
             continue
         local: dict[str, str] = {}
-        repos: list[Repo] = []
+        repos: list[Repo] = []  # the step's repositories so far: its later groups come from them
         for line in lines:
             text = line.strip()
             assign = ASSIGN_RE.match(text)
@@ -135,36 +137,35 @@ def scan(script: str, target: Release, kernels: list[str], found: Needs) -> Need
                 local.update(_assignments(assign.group(1)))
             for call in CALLS:
                 at = _call_at(text, call)
-                if at is None:
-                    continue
-                words = _words(text[at + len(call):])
-                env = {**target.variables(), **local}
-                if call == "llmfab_image":
-                    try:
-                        ref, archive = (_expand(w, env, kernels)[0] for w in words[:2])
-                    except Unresolved:
-                        continue
-                    _add(found.images.setdefault(ref, ImageNeed(ref, archive)).steps, _step_id(function))
-                    continue
-                if call == "llmfab_apt_repo":
-                    try:
-                        name, key, repo_line = (_expand(w, env, kernels)[0] for w in words[:3])
-                    except Unresolved:
-                        continue
-                    repos.append(Repo(name, key, repo_line))
-                    continue
-                group = found.debs.setdefault(words[0], DebGroup(words[0]))
-                _add(group.steps, _step_id(function))
-                for repo in repos:
-                    if repo not in group.repos:
-                        group.repos.append(repo)
-                for word in words[1:]:
-                    try:
-                        for package in _expand(word, env, kernels):
-                            _add(group.packages, package)
-                    except Unresolved as e:
-                        _add(group.unresolved, str(e))
+                if at is not None:
+                    expand = functools.partial(_expand, env={**target.variables(), **local}, kernels=kernels)
+                    _record(call, _words(text[at + len(call):]), expand, _step_id(function), repos, found)
     return found
+
+
+def _record(call: str, words: list[str], expand: Callable[[str], list[str]], step: str, repos: list[Repo], found: Needs) -> None:
+    """Add what one call needs from a kit: an image, a repository, a group's packages."""
+    try:
+        if call == "llmfab_image":
+            ref, archive = (expand(w)[0] for w in words[:2])
+            _add(found.images.setdefault(ref, ImageNeed(ref, archive)).steps, step)
+            return
+        if call == "llmfab_apt_repo":
+            repos.append(Repo(*(expand(w)[0] for w in words[:3])))
+            return
+    except Unresolved:
+        return  # an image or repository named only on the node: nothing a kit can hold
+    group = found.debs.setdefault(words[0], DebGroup(words[0]))
+    _add(group.steps, step)
+    for repo in repos:
+        if repo not in group.repos:
+            group.repos.append(repo)
+    for word in words[1:]:
+        try:
+            for package in expand(word):
+                _add(group.packages, package)
+        except Unresolved as e:
+            _add(group.unresolved, str(e))
 
 
 def _functions(script: str):
