@@ -24,6 +24,11 @@ pytestmark = pytest.mark.archives
 SMALL = {"nvidia": {"enabled": False}, "docker": {"enabled": False}}
 
 
+def in_release(uri: str, suite: str) -> str:
+    """The name apt gives the InRelease file of URI's SUITE in its lists."""
+    return uri.split("://", 1)[1].rstrip("/").replace("/", "_") + f"_dists_{suite}_InRelease"
+
+
 def small_cluster(release: str):
     return config_mod.parse({"nodes": [{"name": "n1", "address": "10.0.0.1"}, {"name": "n2", "address": "10.0.0.2"}],
                              "system": {"os_release": release}, **SMALL})
@@ -44,10 +49,11 @@ def test_debian_13_debs_are_fetched_on_debian_12_with_their_whole_closure_and_si
     # Each .deb is the one the signed index names, and the InRelease files apt verified travel along.
     for d in closure["debs"]:
         assert aptroot.sha256_of(firewall / d["file"]) == d["sha256"]
-    assert sorted(p.name for p in (firewall / "InRelease").iterdir()) == [
-        "deb.debian.org_debian-security_dists_trixie-security_InRelease",
-        "deb.debian.org_debian_dists_trixie-updates_InRelease", "deb.debian.org_debian_dists_trixie_InRelease"]
-    assert "BEGIN PGP SIGNATURE" in (firewall / "InRelease" / "deb.debian.org_debian_dists_trixie_InRelease").read_text()
+    trixie = kit.release("debian-13")
+    assert sorted(p.name for p in (firewall / "InRelease").iterdir()) == sorted(
+        in_release(uri, suite) for uri, suites, _ in trixie.sources for suite in suites)
+    main_archive = in_release(trixie.sources[0][0], "trixie")
+    assert "BEGIN PGP SIGNATURE" in (firewall / "InRelease" / main_archive).read_text()
     assert not [a.path for a, _ in artifacts.missing(cfg, tmp_path / "kit") if a.path.startswith("debs/")]
     # A second run finds everything in place and downloads nothing.
     again = artifacts.fetch_all(cfg, tmp_path / "kit", only=("debs",))
@@ -58,19 +64,20 @@ def test_ubuntu_22_04_resolves_on_debian_12_with_ubuntus_keyring_taken_from_debi
     root = aptroot.AptRoot(tmp_path / "aptroot", kit.release("ubuntu-22.04"))
     root.prepare([])
     signed = root.update()
-    assert "archive.ubuntu.com_ubuntu_dists_jammy_InRelease" in [p.name for p in signed]
+    archive_uri = kit.release("ubuntu-22.04").sources[0][0]
+    assert in_release(archive_uri, "jammy") in [p.name for p in signed]
     debs = {d.package: d for d in root.resolve(["python3-venv", "python3-pip"])}
     assert {"python3-venv", "python3.10-venv", "python3-pip", "libpython3.10-stdlib", "libc6"} <= set(debs)
-    assert all(len(d.sha256) == 64 and d.uri.startswith("http://archive.ubuntu.com/ubuntu/pool/") for d in debs.values())
+    assert all(len(d.sha256) == 64 and d.uri.startswith(f"{archive_uri}/pool/") for d in debs.values())
     if not Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg").exists():
         assert (tmp_path / "aptroot" / "keyring-package" / "ubuntu-archive-keyring.gpg").is_file()
 
 
 def test_an_archive_signed_by_a_key_the_keyring_lacks_is_refused(tmp_path, monkeypatch):
     archives = tmp_path / "archives.yaml"
+    uri = kit.release("debian-13").sources[0][0]
     archives.write_text("debian-13:\n  codename: trixie\n  keyring: /usr/share/keyrings/debian-archive-removed-keys.gpg\n"
-                        "  sources:\n    - uri: http://deb.debian.org/debian\n      suites: [trixie]\n"
-                        "      components: [main]\n")
+                        f"  sources:\n    - uri: {uri}\n      suites: [trixie]\n      components: [main]\n")
     root = aptroot.AptRoot(tmp_path / "aptroot", kit.release("debian-13", archives))
     root.prepare([])
     with pytest.raises(aptroot.AptError, match="NO_PUBKEY|not signed|signatures? (couldn't|could not) be verified"):
