@@ -52,6 +52,8 @@ class Expect:
     guarded: tuple[tuple[int, int], ...] = ()
     # Whether llmfab keeps the firewall table that filters them (engine.firewall).
     firewall: bool = True
+    # system.kernels: the kernels whose headers an offline kit carries (none named: not checked).
+    kernels: tuple[str, ...] = ()
 
 
 @dataclass
@@ -78,6 +80,7 @@ FACTS: dict[str, Fact] = {
     "gpu": gpu.QUERY, "fm_active": fabricmanager.IS_ACTIVE, "smi_q": gpu.QUERY_ALL,
     "fm_version": fabricmanager.PACKAGE, "lsmod": system.LSMOD, "modules_load": system.MODULES_LOAD,
     "ibstat": ib.IBSTAT, "gids": ib.SHOW_GIDS, "shm": system.SHM, "nofile": system.NOFILE, "clock": system.CLOCK,
+    "kernel": system.KERNEL,
 }
 _PROBE_OF = {fact.name: name for name, fact in FACTS.items()}
 
@@ -110,6 +113,7 @@ def probes(expect: Expect) -> dict[str, str]:
         "route": f"ip -o route get {expect.head_address}",
         "shm": system.SHM.command,
         "nofile": system.NOFILE.command,
+        "kernel": system.KERNEL.command,
         "disk": f"p={_q(model)}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; df -k --output=avail \"$p\" | tail -n 1",
         "model_files": f"find {_q(model)} -maxdepth 1 -type f -printf '%f\\t%s\\n' 2>/dev/null || true",
         "model_index": f"cat {_q(model + '/model.safetensors.index.json')}",
@@ -133,8 +137,8 @@ def _q(text: str) -> str:
 def judge_node(node: str, expect: Expect, out: dict[str, tuple[int, str]]) -> NodeReport:
     """All per-node checks from the probe outputs (name -> (exit status, text))."""
     r = NodeReport(node)
-    for check in (_gpu, _fabric_manager, _fabric_state, _peermem, _hcas, _interface, _shm, _nofile, _disk, _model,
-                  _image, _ports, _exposure):
+    for check in (_gpu, _fabric_manager, _fabric_state, _peermem, _hcas, _interface, _shm, _nofile, _kernel, _disk,
+                  _model, _image, _ports, _exposure):
         check(r, expect, out)
     return r
 
@@ -284,6 +288,17 @@ def _nofile(r: NodeReport, e: Expect, out) -> None:
     best = Facts(out)[system.NOFILE]
     r.add("nofile limit", best >= e.nofile, f"hard nofile {best or 'default'}",
           f"raise nofile to {e.nofile} (fab prep writes /etc/security/limits.d/90-llmfab-nofile.conf)")
+
+
+def _kernel(r: NodeReport, e: Expect, out) -> None:
+    """The running kernel, and whether an offline kit made from the config carries its headers."""
+    kernel = Facts(out)[system.KERNEL]
+    if not e.kernels:
+        r.add("kernel", True, f"{kernel or 'unknown'} (for an air-gapped kit: system.kernels)", "")
+        return
+    r.add("kernel", kernel in e.kernels, f"{kernel or 'unknown'}" + (" is in system.kernels" if kernel in e.kernels else
+          f", not in system.kernels ({', '.join(e.kernels)})"),
+          f"add {kernel} to system.kernels and fetch the kit again: it carries only those kernels' headers", warn=True)
 
 
 def _disk(r: NodeReport, e: Expect, out) -> None:

@@ -1,4 +1,4 @@
-"""Host facts `fab check` reads besides GPUs and HCAs: kernel modules, limits, /dev/shm, the clock.
+"""Host facts `fab check` reads besides GPUs and HCAs: the kernel, its modules, limits, /dev/shm, the clock.
 
 Each parser takes the probe's text and never raises: text it cannot read
 gives the empty value (no modules, no limit, no size).
@@ -15,6 +15,7 @@ MODULES_LOAD_COMMAND = "cat /etc/modules-load.d/*.conf 2>/dev/null || true"
 NOFILE_COMMAND = "cat /etc/security/limits.conf /etc/security/limits.d/*.conf 2>/dev/null || true"
 SHM_COMMAND = "df -k --output=size /dev/shm | tail -n 1"
 CLOCK_COMMAND = "date +%s.%N"
+KERNEL_COMMAND = "uname -r"
 
 
 @never_raises(lambda reason: ())
@@ -56,8 +57,16 @@ def parse_clock(text: str) -> Optional[float]:
         return None
 
 
+@never_raises(lambda reason: "")
+def parse_kernel(text: str) -> str:
+    """The running kernel's release (``uname -r``), or "" when the text is not one."""
+    first = text.strip().split("\n", 1)[0].strip()
+    return first if re.fullmatch(r"[0-9]+\.[0-9]+[A-Za-z0-9.+~_-]*", first) else ""
+
+
 LSMOD = Fact("system.lsmod", LSMOD_COMMAND, parse_lsmod)
 MODULES_LOAD = Fact("system.modules_load", MODULES_LOAD_COMMAND, parse_modules_load)
 NOFILE = Fact("system.nofile", NOFILE_COMMAND, parse_nofile)
 SHM = Fact("system.shm", SHM_COMMAND, parse_kb)
 CLOCK = Fact("system.clock", CLOCK_COMMAND, parse_clock)
+KERNEL = Fact("system.kernel", KERNEL_COMMAND, parse_kernel)

@@ -30,6 +30,7 @@ def expect(run: Run, node: Node) -> Expect:
         ports=tuple(ports), image_cuda=d.profile.cuda_requires, model_bytes=download_bytes(config),
         fabricmanager=config.nvidia.fabricmanager,
         guarded=tuple((a, b) for a, b, _ in filtered_ports(run)), firewall=config.engine.firewall,
+        kernels=tuple(config.system.kernels),
     )
 
 

@@ -177,3 +177,17 @@ def test_the_preflight_expects_the_port_an_engine_really_rendezvous_at():
     # (a Ray of anyone else's on 6379 failed `run.sh all` on a shared machine).
     own = cluster(engine={"version": "0.32.0"}, nvidia={"driver_version": "580.65.06", "cuda_version": "13.0.0"})
     assert expect(Run(own), own.nodes[0]).ports == (40000, 20001)
+
+
+def test_check_names_the_running_kernel_and_warns_when_the_kit_lacks_its_headers():
+    from llmfab.run import Run
+    from llmfab.steps.preflight import expect
+
+    cfg = config.parse({"nodes": [{"name": "n1", "address": "10.0.0.1"}], "system": {"kernels": ["5.15.0-119-generic"]}})
+    e = expect(Run(cfg), cfg.nodes[0])
+    for running, status in (("5.15.0-119-generic", checks.PASS), ("5.15.0-124-generic", checks.WARN)):
+        report = checks.NodeReport("n1")
+        checks._kernel(report, e, {"kernel": (0, running + "\n")})
+        (found,) = report.checks
+        assert (found.name, found.status) == ("kernel", status)
+    assert "add 5.15.0-124-generic to system.kernels" in found.fix
