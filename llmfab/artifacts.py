@@ -287,7 +287,7 @@ def _wheels(a: Artifact, target: Path, run: Fetching, groups) -> None:
 def _image(a: Artifact, target: Path, run: Fetching, groups) -> str:
     """docker save | gzip, with the image ID beside it (checked after docker load on the node)."""
     if not shutil.which("docker"):
-        raise FetchError("no docker CLI here: install Docker on the staging machine to save images")
+        raise FetchError("no docker CLI here: save the images on a connected machine with Docker (--only images)")
     if subprocess.run(["docker", "image", "inspect", a.source], capture_output=True).returncode != 0:
         pulled = subprocess.run(["docker", "pull", a.source], capture_output=True, text=True)
         if pulled.returncode != 0:
