@@ -7,8 +7,10 @@
 - ``model-verify`` (every node): read-only; every shard the index lists is
   present with the size the manifest records.
 - ``model-serve`` / ``model-pull`` / ``model-unserve`` (``fab model
-  --distribute``): the head serves its copy read-only with a short-lived rsync
-  daemon; the workers pull from it in parallel; the head stops the daemon.
+  --distribute``): the head, and every worker that forwards (llmfab/topology.py),
+  serves its copy read-only with a short-lived rsync daemon; each worker pulls
+  file by file from its source node while that one still receives; the
+  daemons stop at the end.
 
 A complete download leaves ``llmfab-manifest.json`` in the model directory
 (every file's name and size, sha256 where known): it is what the next run
@@ -24,6 +26,7 @@ from pathlib import PurePosixPath
 
 from ..config import ClusterConfig, Node
 from ..models import UnknownModelError, load_model
+from ..topology import CHAIN, Topology
 from . import Step, register
 
 MANIFEST = "llmfab-manifest.json"
@@ -46,14 +49,25 @@ class Distribution:
     # sha256 of the head's manifest, as the serve step reported it over SSH: the
     # workers accept only that manifest from the transfer service.
     manifest_sha256: str = ""
+    # Who pulls from whom; None: every worker of the config from the head.
+    topology: Topology | None = None
+    # What each node may send in all, in KiB/s (0: no limit), shared among its receivers.
+    bwlimit_kib: int = 0
+
+    def shape(self, config: ClusterConfig) -> Topology:
+        return self.topology or Topology(tuple(n.name for n in config.ranked_nodes()), 0)
 
 
 _RUNS: dict[int, tuple[ClusterConfig, Distribution]] = {}
 
 
-def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT) -> Distribution:
-    """Choose the port and a fresh password for this run; the serve and pull scripts share them."""
-    plan = Distribution(port, secrets.token_hex(24))
+def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT, nodes: list[Node] | None = None,
+                      fanout: int = CHAIN, bwlimit_kib: int = 0) -> Distribution:
+    """Choose the port, the shape over NODES and a fresh password for this run; the serve and pull scripts share them."""
+    order = [config.head] + [n for n in config.ranked_nodes() if n.name != config.head.name
+                             and (nodes is None or n.name in {m.name for m in nodes})]
+    plan = Distribution(port, secrets.token_hex(24), topology=Topology(tuple(n.name for n in order), fanout),
+                        bwlimit_kib=bwlimit_kib)
     _RUNS[id(config)] = (config, plan)
     return plan
 
@@ -117,19 +131,33 @@ def verify(lib: bool):
     return context
 
 
+def _node(config: ClusterConfig, name: str) -> Node:
+    return next(n for n in config.nodes if n.name == name)
+
+
 def serve(config: ClusterConfig, node: Node) -> dict:
-    workers = [n for n in config.ranked_nodes() if not _is_head(config, n)]
     plan = distribution(config)
+    receivers = [_node(config, n) for n in plan.shape(config).receivers(node.name)]
     return {"path": config.model.path, "manifest": MANIFEST, "address": node.address, "port": plan.port,
-            "token": plan.token, "allow": [n.address for n in workers], "lifetime": _wait(config) + 600,
-            "run": "/run/llmfab/model-rsyncd"}
+            "token": plan.token, "allow": [n.address for n in receivers], "lifetime": _wait(config) + 600,
+            "run": "/run/llmfab/model-rsyncd", "relay": 0 if _is_head(config, node) else 1}
 
 
 def pull(config: ClusterConfig, node: Node) -> dict:
     plan = distribution(config)
+    shape = plan.shape(config)
+    source = _node(config, shape.source(node.name) or config.head.name)
+    share = plan.bwlimit_kib // max(1, len(shape.receivers(source.name))) if plan.bwlimit_kib else 0
     return {**_common(config), "lib": True, "head": config.head.address, "address": node.address,
+            "source": source.address, "source_name": source.name, "bwlimit": max(1, share) if share else 0,
             "port": plan.port, "token": plan.token, "wait": _wait(config),
             "manifest_sha256": plan.manifest_sha256 or "unknown: serve the model first"}
+
+
+def forwards(config: ClusterConfig, node: Node) -> bool:
+    """Whether NODE serves the model to others in this run (the head, and relays of a chain or tree)."""
+    shape = distribution(config).shape(config)
+    return node.name in shape.order and bool(shape.receivers(node.name))
 
 
 def unserve(config: ClusterConfig, node: Node) -> dict:
@@ -143,11 +171,10 @@ VERIFY_TITLE = "check that every shard is present with the right size"
 # by the first step of the phase that needs them (its context says lib=True).
 register("model", DOWNLOAD, Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False)))
 register("model-verify", Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(True)))
-register("model-serve", Step("model-serve", "serve the model to the workers (head)", "model/serve.sh.j2", serve,
-                             only=_is_head))
-register("model-pull", Step("model-pull", "pull the model from the head (workers)", "model/pull.sh.j2", pull,
+register("model-serve", Step("model-serve", "serve the model to the nodes that pull from this one", "model/serve.sh.j2",
+                             serve, only=forwards))
+register("model-pull", Step("model-pull", "pull the model from its source node", "model/pull.sh.j2", pull,
                             only=lambda c, n: not _is_head(c, n)),
          Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False),
               only=lambda c, n: not _is_head(c, n)))
-register("model-unserve", Step("model-unserve", "stop serving the model (head)", "model/unserve.sh.j2", unserve,
-                               only=_is_head))
+register("model-unserve", Step("model-unserve", "stop serving the model", "model/unserve.sh.j2", unserve))
