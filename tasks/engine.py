@@ -19,6 +19,7 @@ from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
+from . import serving as serving_tasks
 from .options import DRY_RUN, SSH, VERBOSE, YES, engine_name, engine_version, task
 from .planning import capacity_plan
 
@@ -66,10 +67,15 @@ def _diagnose(out, results: list[HostResult]) -> None:
         diagnoses(out, r.host, found)
 
 
+GROUP = "only serving group N (1, 2, ...; see serving: in the config)"
+
+
 @task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN, "yes": YES, "verbose": VERBOSE,
-            "skip-smoke": "do not send the smoke-test request at the end"})
+            "skip-smoke": "do not send the smoke-test request at the end", "group": GROUP,
+            "rolling": "serving groups: replace one group at a time, drained from the router first, so the "
+                       "router always has a group to answer"})
 def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, verbose=False, parallel=0,
-           accept_new_host_keys=False, ask_sudo_pass=False, skip_smoke=False):
+           accept_new_host_keys=False, ask_sudo_pass=False, skip_smoke=False, group=0, rolling=False):
     """Deploy the engine on all nodes in order, wait until it serves, then smoke-test it.
 
     The head starts first and waits for every worker (vLLM: every node and GPU
@@ -83,11 +89,17 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, 
     Examples:
       fab deploy --config mycluster.yaml --engine=vllm
       fab deploy --config mycluster.yaml --engine=sglang --yes
+      fab deploy --rolling --version v0.33.0 --yes      # serving groups, one at a time
     """
     with reported_errors():
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None, verbose=verbose,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         choose_engine(session, engine, version)
+        if session.config.serving.enabled or group or rolling:
+            _refuse_without_serving(session)
+            serving_tasks.deploy(session, _deploy_group, lambda sub: _smoke(_on_head(sub)), int(group), rolling, yes,
+                                 skip_smoke)
+            return
         try:
             d = build(session.config)
         except DeploymentError as e:
@@ -98,20 +110,34 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, 
             raise Exit("refused: the model does not fit this layout (see above)", code=int(ExitStatus.REFUSED))
         session.reporter.out.print(f"deploying [bold]{d.engine} {d.profile.version}[/bold] ({d.profile.image_ref}), "
                                    f"fingerprint {d.fingerprint}")
-        if not dry_run:
-            if not assumed(yes):
-                confirm(session, "deploy")
-            _restart_broken_group(session)
-        results = _deploy_phase(session, dry_run)
+        if not dry_run and not assumed(yes):
+            confirm(session, "deploy")
+        results = _deploy_group(session)
         if any(r.failed for r in results) and not dry_run:
-            _diagnose(session.reporter.out, results)
-            session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")
-            session.fleet.nodes = list(session.config.nodes)
-            session.fleet.run_phase("stop")
             session.finish(results, "deploy recap")
         session.finish(results, "deploy recap" + (" (dry run)" if dry_run else ""))
         if not skip_smoke and not dry_run:
             _smoke(_on_head(session))
+
+
+def _refuse_without_serving(session: Session) -> None:
+    if not session.config.serving.enabled:
+        raise UsageError("--group and --rolling work on serving groups: add a serving: section to "
+                         f"{session.config.source} (group_size or groups)")
+
+
+def _deploy_group(session: Session) -> list[HostResult]:
+    """Deploy SESSION's nodes as one engine group; on failure name the cause and stop every rank."""
+    if session.dry_run:
+        return _deploy_phase(session, True)
+    _restart_broken_group(session)
+    results = _deploy_phase(session, False)
+    if any(r.failed for r in results):
+        _diagnose(session.reporter.out, results)
+        session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")
+        session.fleet.nodes = list(session.config.nodes)
+        session.fleet.run_phase("stop")
+    return results
 
 
 def _restart_broken_group(session: Session) -> None:
@@ -212,35 +238,50 @@ def smoke(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, a
         _smoke(_on_head(session))
 
 
-@task(help={**SSH, "engine": ENGINE})
-def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
-    """Show per node: llmfab's containers, engine, image, endpoint health, GPUs in use."""
+@task(help={**SSH, "engine": ENGINE, "group": GROUP})
+def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False, group=0):
+    """Show per node: llmfab's containers, engine, image, endpoint health, GPUs in use (and the router's view)."""
     with reported_errors():
         session = open_session(c, config, parallel=parallel or None, quiet=True,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         choose_engine(session, engine, None)
+        if session.config.serving.enabled or group:
+            _refuse_without_serving(session)
+            broken: list = []
+            results, trouble = serving_tasks.status(session, lambda sub, found: broken.extend(_show(sub, found)),
+                                                    int(group))
+            session.finish(results, "status")
+            if broken or trouble:
+                raise Exit(code=int(ExitStatus.HOST_FAILED))
+            return
         results = session.fleet.run_phase("status")
-        out = session.reporter.out
-        for r in results:
-            containers = [f[0] for f in r.of_kind("container")] or ["(no llmfab containers)"]
-            out.print(f"[bold]{r.host}[/bold] ({r.address})")
-            for line in containers:
-                name, image, state, engine_, rank = (line.split("|") + [""] * 5)[:5]
-                # Remote text, never markup: a container label must not style or break the table.
-                out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
-            for url, state in (f[:2] for f in r.of_kind("health")):
-                out.print(Text(f"  endpoint {url}: ").append(state, style="green" if state == "up" else "red"))
-            for state, ports, *_rest in r.of_kind("firewall"):
-                shown = f"on: only cluster nodes reach {ports}" if state == "on" else "off (no llmfab rules)"
-                out.print(Text(f"  firewall {shown}"))
-            for (gpus, *_rest) in r.of_kind("gpus"):
-                out.print(f"  GPUs in use: {gpus}")
-        broken = group.down(results)
-        if broken:
-            _report_broken(out, broken, results)
+        broken = _show(session, results)
         session.finish(results, "status")
         if broken:
             raise Exit(code=int(ExitStatus.HOST_FAILED))
+
+
+def _show(session: Session, results: list[HostResult]) -> list:
+    """Print each node's containers, endpoint and firewall; name a broken group; return its down ranks."""
+    out = session.reporter.out
+    for r in results:
+        containers = [f[0] for f in r.of_kind("container")] or ["(no llmfab containers)"]
+        out.print(f"[bold]{r.host}[/bold] ({r.address})")
+        for line in containers:
+            name, image, state, engine_, rank = (line.split("|") + [""] * 5)[:5]
+            # Remote text, never markup: a container label must not style or break the table.
+            out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
+        for url, state in (f[:2] for f in r.of_kind("health")):
+            out.print(Text(f"  endpoint {url}: ").append(state, style="green" if state == "up" else "red"))
+        for state, ports, *_rest in r.of_kind("firewall"):
+            shown = f"on: only cluster nodes reach {ports}" if state == "on" else "off (no llmfab rules)"
+            out.print(Text(f"  firewall {shown}"))
+        for (gpus, *_rest) in r.of_kind("gpus"):
+            out.print(f"  GPUs in use: {gpus}")
+    broken = group.down(results)
+    if broken:
+        _report_broken(out, broken, results)
+    return broken
 
 
 def _report_broken(out, broken: list[group.Rank], results: list[HostResult]) -> None:
@@ -272,11 +313,15 @@ def logs(c, config=None, node=None, lines=200, parallel=0, accept_new_host_keys=
         session.finish(results, "logs")
 
 
-@task(help={**SSH, "webui": "stop only Open WebUI, leave the engine running"})
-def stop(c, config=None, webui=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
-    """Remove llmfab's engine containers on every node (nothing else is touched)."""
+@task(help={**SSH, "webui": "stop only Open WebUI, leave the engine running", "group": GROUP})
+def stop(c, config=None, webui=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False, group=0):
+    """Remove llmfab's engine containers on every node (and the router; nothing else is touched)."""
     with reported_errors():
         session = open_session(c, config, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
+        if (session.config.serving.enabled or group) and not webui:
+            _refuse_without_serving(session)
+            session.finish(serving_tasks.stop(session, int(group)), "stop")
+            return
         results = session.run_phase("stop-webui" if webui else "stop")
         session.finish(results, "stop")

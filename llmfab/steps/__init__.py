@@ -55,4 +55,4 @@ def steps_for(phase: str, config: ClusterConfig, node: Node) -> list[Step]:
 
 
 # Registration order is run order: the OS check and system tuning come first.
-from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui, undo  # noqa: E402,F401
+from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui, undo, router  # noqa: E402,F401
