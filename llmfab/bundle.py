@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import __version__
+from . import serving
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
 from .script import render_phase
@@ -70,7 +71,10 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
     for target in targets:
         _refuse_foreign(target)
     pinned = _store_artifacts(artifacts, out / "artifacts") if artifacts is not None else None
-    bundles = [_write_node(config, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
+    # With serving groups a node's bundle is its group's; the router's phases see every group.
+    bundles = [_write_node(serving.node_config(config, node), node, out / node.name,
+                           phases + serving.router_phases(config, node), pinned, whole=config)
+               for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
             b.tarball = _pack(b)
@@ -85,7 +89,7 @@ def _refuse_foreign(path: Path) -> None:
 
 
 def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str],
-                artifacts_sums: str | None) -> NodeBundle:
+                artifacts_sums: str | None, whole: ClusterConfig | None = None) -> NodeBundle:
     staging = root.with_name(f".{root.name}.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "steps").mkdir(parents=True)
@@ -98,7 +102,7 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
         MARKER: MARKER_TEXT,
     }
     for phase in phases:
-        files[f"steps/{phase}.sh"] = render_phase(config, node, phase)
+        files[f"steps/{phase}.sh"] = render_phase(whole or config if phase.startswith("router") else config, node, phase)
     files["check/expect.json"] = json.dumps(asdict(expect(config, node)), indent=2) + "\n"
     for name in CHECK_LIBRARY:
         files[f"check/llmfab/{name}"] = (PACKAGE / name).read_text()

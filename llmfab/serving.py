@@ -97,6 +97,20 @@ def group_config(config: ClusterConfig, group: Group) -> ClusterConfig:
     })
 
 
+def node_config(config: ClusterConfig, node: Node) -> ClusterConfig:
+    """The config NODE's own scripts render with: its group's, when there are serving groups."""
+    if not config.serving.enabled:
+        return config
+    return group_config(config, next(g for g in groups(config) if node.name in {n.name for n in g.nodes}))
+
+
+def router_phases(config: ClusterConfig, node: Node) -> list[str]:
+    """The router's phases, for a bundle of the router's node (none elsewhere, or without groups)."""
+    if not config.serving.enabled or node.name != router_node(config).name:
+        return []
+    return ["router", "router-status", "router-stop"]
+
+
 def router_node(config: ClusterConfig) -> Node:
     wanted = config.serving.router.node
     return config.node(wanted) if wanted else groups(config)[0].head

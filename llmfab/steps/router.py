@@ -74,8 +74,10 @@ def launch(config: ClusterConfig, node: Node) -> dict:
 
 
 def ready(config: ClusterConfig, node: Node) -> dict:
-    return {"container": routers.CONTAINER, "base": _base(config), "workers": _workers(config), "timeout": 120,
-            "log": LOG}
+    # fab deploy starts the router once every group serves; a bundle's may start
+    # first, and then waits as long as a head may take to load its weights.
+    return {"container": routers.CONTAINER, "base": _base(config), "workers": _workers(config),
+            "timeout": config.engine.ready_timeout, "log": LOG}
 
 
 def status(config: ClusterConfig, node: Node) -> dict:

@@ -85,3 +85,20 @@ def test_every_router_script_is_clean_under_shellcheck_and_bash_n(engine, tmp_pa
         subprocess.run(["bash", "-n", str(path)], check=True)
         paths.append(str(path))
     subprocess.run(["shellcheck", "-S", "warning", *paths], check=True)
+
+
+def test_each_nodes_bundle_deploys_its_group_and_the_routers_node_also_runs_the_router(tmp_path, monkeypatch):
+    from llmfab import bundle
+
+    monkeypatch.setenv("LLMFAB_STATE", str(tmp_path / "state"))
+    cfg = parse({"group_size": 2})
+    written = {b.node.name: b for b in bundle.export(cfg, tmp_path / "bundles")}
+    assert "steps/router.sh" in written["n1"].files
+    assert not any(f.startswith("steps/router") for n in ("n2", "n3", "n4") for f in written[n].files)
+    # n4 is rank 1 of the second group, whose head is n3.
+    n4 = (tmp_path / "bundles" / "n4" / "steps" / "deploy.sh").read_text()
+    assert "10.0.0.3" in n4 and "10.0.0.1" not in n4
+    router = (tmp_path / "bundles" / "n1" / "steps" / "router.sh").read_text()
+    assert "llmfab/vllm-router:0.1.17" in router and "http://10.0.0.3:40000" in router
+    run = (tmp_path / "bundles" / "n1" / "run.sh").read_text()
+    assert "run_phase router" in run and "router-stop" in run
