@@ -174,7 +174,8 @@ def report(session: Session, results: list[HostResult]) -> list[str]:
 @task(help={**SSH, "dry-run": DRY_RUN,
             "distribute": "download once on the head; the workers pull from it over the cluster network",
             "verify": "only check every node's model (changes nothing)",
-            "port": f"TCP port of the nodes' transfer services with --distribute (default {model_steps.DISTRIBUTE_PORT})",
+            "port": "TCP port of the nodes' transfer services with --distribute "
+                    f"(default {model_steps.DISTRIBUTE_PORT})",
             "fanout": "with --distribute: how many nodes pull from each node: 1 a chain (default; about one "
                       "copy's time at any node count), 2 a binary tree, 0 a star (all from the head)",
             "bwlimit": "with --distribute: MB/s each node may send in all, shared among the nodes pulling "

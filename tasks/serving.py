@@ -68,7 +68,7 @@ def deploy(session: Session, deploy_group, smoke, group: int = 0, rolling: bool 
     groups = chosen(session, group)
     subs = [sub_session(session, g) for g in groups]
     _validate(session, subs)
-    out.print(f"serving groups: " + "; ".join(f"{g.index}: {g.names()} (head {g.head.name})" for g in groups)
+    out.print("serving groups: " + "; ".join(f"{g.index}: {g.names()} (head {g.head.name})" for g in groups)
               + f"; router on {serving.router_node(session.config).name} "
               f"({routers.profile(session.config).package} {routers.profile(session.config).version})")
     if not session.dry_run and not assumed(yes):
@@ -140,7 +140,8 @@ def status(session: Session, show, group: int = 0) -> tuple[list[HostResult], bo
     results: list[HostResult] = []
     for g in chosen(session, group):
         sub = sub_session(session, g)
-        out.print(f"[bold]group {g.index}[/bold] (head {g.head.name}, endpoint {serving.worker_url(session.config, g)})")
+        url = serving.worker_url(session.config, g)
+        out.print(f"[bold]group {g.index}[/bold] (head {g.head.name}, endpoint {url})")
         found = sub.fleet.run_phase("status")
         show(sub, found)
         results += found

@@ -63,7 +63,7 @@ _RUNS: dict[int, tuple[ClusterConfig, Distribution]] = {}
 
 def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT, nodes: list[Node] | None = None,
                       fanout: int = CHAIN, bwlimit_kib: int = 0) -> Distribution:
-    """Choose the port, the shape over NODES and a fresh password for this run; the serve and pull scripts share them."""
+    """Choose the port, the shape over NODES and a fresh password: the serve and pull scripts share them."""
     order = [config.head] + [n for n in config.ranked_nodes() if n.name != config.head.name
                              and (nodes is None or n.name in {m.name for m in nodes})]
     plan = Distribution(port, secrets.token_hex(24), topology=Topology(tuple(n.name for n in order), fanout),
