@@ -74,6 +74,10 @@ def deploy(session: Session, deploy_group, smoke, group: int = 0, rolling: bool 
     if not session.dry_run and not assumed(yes):
         for sub in subs:
             confirm(sub, "deploy")
+    if rolling and not session.dry_run and not _router_runs(session):
+        out.print(Text("the router is not running: nothing to roll behind, so every group is deployed at once",
+                       style="yellow"))
+        rolling = False
     if rolling and not session.dry_run:
         results = _rolling(session, groups, subs, deploy_group, smoke, skip_smoke)
     else:
@@ -90,6 +94,11 @@ def deploy(session: Session, deploy_group, smoke, group: int = 0, rolling: bool 
     routed = router.fleet.run_phase("router", dry_run=session.dry_run)
     _print_router(out, routed)
     session.finish(results + routed, "deploy recap" + (" (dry run)" if session.dry_run else ""))
+
+
+def _router_runs(session: Session) -> bool:
+    seen = _router_session(session).fleet.run_phase("router-status")
+    return any(f[0] == "running" for r in seen for f in r.of_kind("router"))
 
 
 def _rolling(session: Session, groups, subs, deploy_group, smoke, skip_smoke) -> list[HostResult]:
