@@ -159,3 +159,12 @@ def test_a_rolling_redeploy_under_load_replaces_each_group_with_no_failed_reques
     after = [_engine(h)["labels"]["llmfab.fingerprint"] for h in fleet.hosts]
     assert all(a != b for a, b in zip(after, before)), (before, after)
     assert "--max-num-seqs 6" in " ".join(_engine(fleet.hosts[1])["cmd"])
+
+
+def test_stop_group_takes_one_group_down_and_the_router_answers_from_the_other(groups):
+    fleet, config = groups
+    stop = fab("stop", "--config", str(config), "--group", "1", timeout=120)
+    assert stop.returncode == 0, stop.output
+    assert not [c for c in docker_state.containers(fleet.hosts[0]) if c["name"] == "llmfab-engine"]
+    assert [c["name"] for c in docker_state.containers(fleet.hosts[0]) if c["status"] == "running"] == ["llmfab-router"]
+    assert [_ask(_key(fleet)) for _ in range(6)] == [200] * 6
