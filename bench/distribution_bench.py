@@ -38,6 +38,7 @@ from rich.console import Console  # noqa: E402
 from llmfab import config as config_mod  # noqa: E402
 from llmfab.fleet import Fleet  # noqa: E402
 from llmfab.output import Reporter  # noqa: E402
+from llmfab.run import Run  # noqa: E402
 from llmfab.session import Session  # noqa: E402
 from llmfab.ssh import SSHOptions  # noqa: E402
 from tasks.model import distributed  # noqa: E402
@@ -66,8 +67,9 @@ def publish(head, files: int, shard_bytes: int) -> None:
 def session_for(cfg, names: list[str]) -> Session:
     nodes = [n for n in cfg.nodes if n.name in names]
     reporter = Reporter(Console(file=open(os.devnull, "w")), quiet=True)
-    fleet = Fleet(cfg, nodes, SSHOptions.from_config(cfg), 64, reporter)
-    return Session(cfg, nodes, fleet, reporter)
+    ssh = SSHOptions.from_config(cfg)
+    fleet = Fleet(cfg, nodes, ssh, 64, reporter)
+    return Session(Run(cfg, ssh=ssh), nodes, fleet, reporter)
 
 
 def one_run(cfg, hosts, count: int, fanout: int, rate: float) -> float:

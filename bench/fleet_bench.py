@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from llmfab import config as config_mod  # noqa: E402
 from llmfab.fleet import Fleet  # noqa: E402
 from llmfab.results import HostResult  # noqa: E402
+from llmfab.run import Run  # noqa: E402
 from llmfab.ssh import SSHOptions  # noqa: E402
 from tests.harness.testhosts import TestFleet  # noqa: E402
 from tests.integration.scenario import prepared_config  # noqa: E402
@@ -77,7 +78,7 @@ def floor(cfg) -> float:
 def prep(cfg) -> tuple[float, int]:
     fleet = make_fleet(cfg)
     start = time.perf_counter()
-    results = fleet.run_phase("prep")
+    results = fleet.run_phase(Run(cfg), "prep")
     elapsed = time.perf_counter() - start
     failed = [f"{r.host}: {r.reason}" for r in results if r.failed]
     assert not failed, failed

@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ClusterConfig
+from .errors import LlmfabError
 from .steps.docker import engine as docker_step
-from .steps.engine import _archive, deployment
+from .deployment import build
+from .run import Run
+from .steps.engine import archive
 from .steps.nvidia import BUILD_PACKAGES
 
 FETCHED, CACHED, FAILED = "fetched", "cached", "failed"
@@ -60,7 +63,7 @@ def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact
     if n.fabricmanager:
         out.append(Artifact("debs", "debs/fabricmanager", f"nvidia-fabricmanager-{n.driver_branch}={n.driver_version}-1"))
     if config.docker.enabled:
-        out.append(Artifact("debs", "debs/docker", " ".join(docker_step(config, config.nodes[0])["packages"])))
+        out.append(Artifact("debs", "debs/docker", " ".join(docker_step(Run(config), config.nodes[0])["packages"])))
         if config.docker.container_toolkit:
             out.append(Artifact("debs", "debs/container-toolkit", "nvidia-container-toolkit"))
     if n.nvitop:
@@ -71,10 +74,8 @@ def wanted(config: ClusterConfig, engine: Optional[str] = None) -> list[Artifact
     if config.engine.firewall:
         # deploy installs nftables where nft is missing (the engine firewall).
         out.append(Artifact("debs", "debs/firewall", "nftables"))
-    if engine:
-        config.engine.name = engine
-    image = deployment(config).profile.image_ref
-    out.append(Artifact("images", f"images/{_archive(image)}", image))
+    image = build(config.with_engine(engine)).profile.image_ref
+    out.append(Artifact("images", f"images/{archive(image)}", image))
     return out
 
 
@@ -147,7 +148,7 @@ def _fetch_one(a: Artifact, cache: Cache, config: ClusterConfig) -> Outcome:
     return Outcome(a, FETCHED, f"sha256 {value[:12]}")
 
 
-class FetchError(Exception):
+class FetchError(LlmfabError):
     """One artifact could not be fetched; the message says why."""
 
 

@@ -21,10 +21,10 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
-from . import serving
+from . import __version__, serving
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
+from .run import Run
 from .script import render_phase
 from .shell import render
 from .steps import PHASES
@@ -72,8 +72,9 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
         _refuse_foreign(target)
     pinned = _store_artifacts(artifacts, out / "artifacts") if artifacts is not None else None
     # With serving groups a node's bundle is its group's; the router's phases see every group.
-    bundles = [_write_node(serving.node_config(config, node), node, out / node.name,
-                           phases + serving.router_phases(config, node), pinned, whole=config)
+    whole = Run(config)
+    bundles = [_write_node(Run(serving.node_config(config, node)), node, out / node.name,
+                           phases + serving.router_phases(config, node), pinned, whole)
                for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
@@ -88,8 +89,9 @@ def _refuse_foreign(path: Path) -> None:
                           "move it away or choose another --out")
 
 
-def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str],
-                artifacts_sums: str | None, whole: ClusterConfig | None = None) -> NodeBundle:
+def _write_node(run: Run, node: Node, root: Path, phases: list[str],
+                artifacts_sums: str | None, whole: Run | None = None) -> NodeBundle:
+    config = run.config
     staging = root.with_name(f".{root.name}.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "steps").mkdir(parents=True)
@@ -98,12 +100,12 @@ def _write_node(config: ClusterConfig, node: Node, root: Path, phases: list[str]
             "run.sh.j2", node=node, cluster=config.cluster.name, version=__version__, phases=phases,
             with_artifacts=artifacts_sums is not None,
         ),
-        "node.env": identity(config, node)["content"],
+        "node.env": identity(run, node)["content"],
         MARKER: MARKER_TEXT,
     }
     for phase in phases:
-        files[f"steps/{phase}.sh"] = render_phase(whole or config if phase.startswith("router") else config, node, phase)
-    files["check/expect.json"] = json.dumps(asdict(expect(config, node)), indent=2) + "\n"
+        files[f"steps/{phase}.sh"] = render_phase(whole or run if phase.startswith("router") else run, node, phase)
+    files["check/expect.json"] = json.dumps(asdict(expect(run, node)), indent=2) + "\n"
     for name in CHECK_LIBRARY:
         files[f"check/llmfab/{name}"] = (PACKAGE / name).read_text()
     for name, text in files.items():

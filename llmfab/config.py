@@ -476,6 +476,26 @@ class ClusterConfig(Section):
     def role(self, node: Node) -> str:
         return "head" if node.name == self.head.name else "worker"
 
+    def with_engine(self, name: Optional[str] = None, version: Optional[str] = None) -> "ClusterConfig":
+        """This config with another engine (or engine version), validated again like the file itself.
+
+        The override goes back through ``parse``: every other engine field
+        (nccl_timeout, ports, api_key, ...) is kept, a bad value is the usual
+        ConfigError, and this config is left as it is. engine.options belong
+        to their own engine, so another engine starts without them.
+        """
+        raw = self.model_dump()
+        engine = raw["engine"]
+        if name and name != engine["name"]:
+            engine.update(name=name, version=version, options={})
+        elif version:
+            engine["version"] = version
+        else:
+            return self
+        config = parse(raw, self.source or "<config>")
+        config.chosen_by = self.chosen_by
+        return config
+
 
 # A config file in the working directory counts as named: `cd mycluster && fab prep`.
 LOCAL_CONFIGS = ("llmfab.yaml", "llmfab.yml")

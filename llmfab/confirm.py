@@ -25,13 +25,14 @@ def assumed(yes: bool) -> bool:
     return yes or os.environ.get(ASSUME_YES_ENV, "") in ("1", "yes", "true")
 
 
-def confirm(session, phase: str) -> None:
-    """Preview PHASE as a dry run on the session's nodes and ask; raise Exit unless the answer is yes."""
+def confirm(session, phase: str, nodes=None) -> None:
+    """Preview PHASE as a dry run on NODES (default: the session's) and ask; raise Exit unless the answer is yes."""
+    nodes = session.nodes if nodes is None else nodes
     out = session.reporter.out
     out.print(Text(f"{phase}: checking what would change first (--yes skips this) …", style="dim"))
     quiet, session.reporter.quiet = session.reporter.quiet, True
     try:
-        preview = session.fleet.run_phase(phase, dry_run=True)
+        preview = session.fleet.run_phase(session.run.with_options(dry_run=True), phase, on=nodes)
     finally:
         session.reporter.quiet = quiet
     changing = [r for r in preview if r.count(Status.CHANGED)]

@@ -17,15 +17,15 @@ from typing import Optional
 from . import cuda, engines
 from .config import ClusterConfig, Node
 from .engines import EngineConfigError, EngineProfile, Launch, NodeInfo
-from .errors import LlmfabError
+from .errors import Refused
 from .models import UnknownModelError, load_model
 
 API_KEY_FILE = "/etc/llmfab/api_key"
 CONTAINER = "llmfab-engine"
 
 
-class DeploymentError(LlmfabError):
-    """The deployment cannot be rendered as configured."""
+class DeploymentError(Refused):
+    """The deployment cannot be rendered as configured (refused before anything runs)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from fabric import Connection
 
 from .config import ClusterConfig, Node
 from .results import HostResult, Status, StepResult, b64, parse_record, step_result
+from .run import Run
 from .runlog import RunLogs
 from .script import render_phase
 from .ssh import SSHOptions, UnknownHostKey, close, connect, run_script, stop_group
@@ -71,14 +72,16 @@ class Fleet:
         self._groups: dict[str, tuple[Connection, str]] = {}
         self.stopped: set[str] = set()
 
-    def run_phase(self, phase: str, dry_run: bool = False) -> list[HostResult]:
-        """Render PHASE for every node and run it on all of them in parallel."""
-        scripts = {n.name: render_phase(self.config, n, phase) for n in self.nodes}
+    def run_phase(self, run: Run, phase: str, on: Optional[list[Node]] = None) -> list[HostResult]:
+        """Render PHASE of RUN for each node (ON, default the fleet's) and run it on all of them in parallel."""
+        nodes = list(self.nodes if on is None else on)
+        dry_run = run.options.dry_run
+        scripts = {n.name: render_phase(run, n, phase) for n in nodes}
         args = self.script_args(phase, dry_run)
         if self.logs is not None:
-            for node in self.nodes:
+            for node in nodes:
                 self.logs.begin(node.name, phase + (" (dry run)" if dry_run else ""), args)
-        return self.map(lambda node: self._run_on(node, scripts[node.name], args))
+        return self.map(lambda node: self._run_on(node, scripts[node.name], args), on=nodes)
 
     def script_args(self, phase: str, dry_run: bool) -> list[str]:
         """The phase script's options: dry run, diffs, step output back to us, the node's own log."""
@@ -92,11 +95,12 @@ class Fleet:
             args.append(f"--log={NODE_LOG_DIR}/{phase}-{self.logs.stamp}.log")
         return args
 
-    def map(self, job: Callable[[Node], HostResult]) -> list[HostResult]:
-        """Run JOB for each node in the pool; results keep the nodes' order."""
-        workers = min(self.parallel, len(self.nodes))
+    def map(self, job: Callable[[Node], HostResult], on: Optional[list[Node]] = None) -> list[HostResult]:
+        """Run JOB for each node (ON, default the fleet's) in the pool; results keep the nodes' order."""
+        nodes = list(self.nodes if on is None else on)
+        workers = max(1, min(self.parallel, len(nodes)))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmfab")
-        futures = [pool.submit(self._guarded, job, node) for node in self.nodes]
+        futures = [pool.submit(self._guarded, job, node) for node in nodes]
         try:
             while not all(f.done() for f in futures):
                 time.sleep(0.05)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .deployment import CONTAINER
 from .results import HostResult
+from .records import Container
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ def ranks(results: list[HostResult]) -> list[Rank]:
         if r.failed:
             continue
         state, rank = "", "-"
-        for (line, *_rest) in r.of_kind("container"):
-            name, _image, status, _engine, number = (line.split("|") + [""] * 5)[:5]
+        for container in r.records_of(Container):
+            name, _image, status, _engine, number = container.parts()
             if name == CONTAINER:
                 state, rank = status, number or "-"
         found.append(Rank(r.host, r.address, rank, state))

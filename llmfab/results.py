@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Optional
+from typing import Optional, TypeVar
+
+from .records import Log, Record
+
+R = TypeVar("R", bound=Record)
 
 RECORD = "@@llmfab"
 # Terminal control from a node (escape sequences, other C0/C1 controls but tab
@@ -57,13 +61,24 @@ class HostResult:
     def logs(self) -> dict[str, str]:
         """Log excerpts steps sent, by name (base64 in the record)."""
         out = {}
-        for kind, _step, fields in self.records:
-            if kind == "log" and len(fields) >= 2:
-                out[fields[0]] = b64(fields[1])
+        for log in self.records_of(Log):
+            out[log.name] = b64(log.text_b64)
         return out
 
     def of_kind(self, kind: str) -> list[list[str]]:
         return [fields for k, _s, fields in self.records if k == kind]
+
+    def records_of(self, cls: type[R]) -> list[R]:
+        """The records of CLS's kind (llmfab/records.py), typed; the runner's arrival time in ``arrived``."""
+        n = len(cls.fields())
+        out = []
+        for fields in self.of_kind(cls.kind):
+            try:
+                arrived = float(fields[n]) if len(fields) > n else 0.0
+            except ValueError:
+                arrived = 0.0
+            out.append(replace(cls.parse(fields), arrived=arrived))
+        return out
 
     def count(self, status: Status) -> int:
         return sum(1 for s in self.steps if s.status == status)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 from . import __version__
-from .config import ClusterConfig, Node
+from .config import Node
+from .errors import LlmfabError
+from .run import Run
 from .shell import comment, render, words
-from .steps import steps_for
+from .steps import LIBRARIES, Step, steps_for
 
 LIBRARY = (Path(__file__).resolve().parent / "lib" / "llmfab.sh").read_text()
 
@@ -34,19 +38,38 @@ LLMFAB_LOCK={lock}
 UNLOCKED = {"check", "status", "logs", "model-verify", "smoke", "bench", "model", "stop", "stop-webui"}
 
 
-def render_phase(config: ClusterConfig, node: Node, phase: str) -> str:
+class StepTemplateError(LlmfabError):
+    """A step's template does not define the step's bash function (found at render time, not on a node)."""
+
+
+def render_step(step: Step, run: Run, node: Node) -> str:
+    """STEP's template rendered for NODE; it must define ``step_<id>()``."""
+    text = render(step.template, **step.context(run, node))
+    if not re.search(rf"^{step.function}\(\) \{{", text, re.MULTILINE):
+        raise StepTemplateError(f"step {step.id}: {step.template} does not define {step.function}() "
+                                "(a step's template defines the one bash function named for its id)")
+    return text
+
+
+def render_phase(run: Run, node: Node, phase: str) -> str:
     """Return the complete bash script that performs PHASE on NODE."""
-    steps = steps_for(phase, config, node)
+    config = run.config
+    steps = steps_for(phase, run, node)
     parts = [
         HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name),
                       lock=0 if phase in UNLOCKED else 1),
         LIBRARY,
     ]
+    included: set[str] = set()
     for step in steps:
-        parts.append(render(step.template, **step.context(config, node)))
+        for name in step.needs:
+            if name not in included:
+                template, values = LIBRARIES[name]
+                parts.append(render(template, **values))
+                included.add(name)
+        parts.append(render_step(step, run, node))
     parts.append(f"LLMFAB_STEPS=({words(s.id for s in steps)})\n")
     if any(s.group for s in steps):
         parts.append(f"LLMFAB_GROUPS=({words(f'{s.id}={s.group}' for s in steps if s.group)})\n")
     parts.append('llmfab_main "$@"\n')
     return "\n".join(parts)
-

@@ -1,7 +1,8 @@
 """What every task does around its real work: load the config, pick the hosts, report, exit.
 
-Tasks stay short: they build a Session from their arguments, hand it a phase or
-a job, and let ``finish`` print the recap and choose the exit status.
+Tasks stay short: they build a Session (the run's frozen ``Run``, the fleet
+and the reporter) from their arguments, hand it phases or a job with the hosts
+each one covers, and let ``finish`` print the recap and choose the exit status.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import getpass
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Optional
 
 from invoke.exceptions import Exit
@@ -18,12 +19,13 @@ from rich.text import Text
 
 from . import config as config_mod
 from .config import ClusterConfig, Node
-from .errors import ConfigError, LlmfabError, UsageError
+from .errors import HostsFailed, LlmfabError, UsageError
 from .confirm import confirm
 from .exits import ExitStatus
 from .fleet import Fleet
 from .output import Reporter, console, recap
 from .results import HostResult, overall_failed
+from .run import Run, RunOptions
 from .runlog import RunLogs
 from .ssh import SSHOptions, target
 
@@ -80,22 +82,49 @@ def select_nodes(config: ClusterConfig, wanted: list[str]) -> list[Node]:
 
 @dataclass
 class Session:
-    config: ClusterConfig
+    run: Run
+    # The hosts the person chose (-H), or every node.
     nodes: list[Node]
     fleet: Fleet
     reporter: Reporter
-    dry_run: bool = False
 
-    def run_phase(self, phase: str, yes: bool = True) -> list[HostResult]:
-        """Run PHASE on the session's nodes; unless YES, preview the changes and ask first."""
+    @property
+    def config(self) -> ClusterConfig:
+        return self.run.config
+
+    @property
+    def dry_run(self) -> bool:
+        return self.run.options.dry_run
+
+    @property
+    def head_only(self) -> list[Node]:
+        return [self.config.head]
+
+    @property
+    def everyone(self) -> list[Node]:
+        return list(self.config.nodes)
+
+    def with_run(self, run: Run) -> "Session":
+        """This session with another Run (other options or engine); the fleet follows its SSH options."""
+        if run.ssh is not None:
+            self.fleet.options = run.ssh
+        return replace(self, run=run)
+
+    def phase(self, phase: str, on: Optional[list[Node]] = None) -> list[HostResult]:
+        """Run PHASE of this session's run on ON (default: the chosen nodes), quietly."""
+        return self.fleet.run_phase(self.run, phase, on=self.nodes if on is None else on)
+
+    def run_phase(self, phase: str, yes: bool = True, on: Optional[list[Node]] = None) -> list[HostResult]:
+        """Run PHASE on ON (default: the chosen nodes); unless YES, preview the changes and ask first."""
+        nodes = self.nodes if on is None else on
         if not yes and not self.dry_run:
-            confirm(self, phase)
+            confirm(self, phase, nodes)
         self.reporter.out.print(
-            f"[bold]{phase}[/bold] on {len(self.nodes)} host(s) "
-            f"({', '.join(n.name for n in self.nodes)}), up to {self.fleet.parallel} at once"
+            f"[bold]{phase}[/bold] on {len(nodes)} host(s) "
+            f"({', '.join(n.name for n in nodes)}), up to {self.fleet.parallel} at once"
             + (" — dry run, nothing will change" if self.dry_run else "")
         )
-        return self.fleet.run_phase(phase, dry_run=self.dry_run)
+        return self.phase(phase, on=nodes)
 
     def finish(self, results: list[HostResult], title: str) -> None:
         """Print the recap and where the logs are; exit non-zero if any host failed."""
@@ -105,20 +134,19 @@ class Session:
             self.reporter.out.print(Text(f"logs: {logs.dir}/ (one per host; on each node under /var/log/llmfab/)",
                                          style="dim"))
         if overall_failed(results):
-            raise Exit(code=int(ExitStatus.HOST_FAILED))
+            raise HostsFailed()
 
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """Turn llmfab's own errors into a message and a named exit status, no traceback."""
+    """Turn llmfab's own errors into a message and the exit status their class names, no traceback.
+
+    The one place that maps an error to an exit status (httpie's raw_main):
+    tasks raise, they never pick a code themselves."""
     try:
         yield
-    except ConfigError as e:
-        raise Exit(e.render(), code=int(ExitStatus.CONFIG_INVALID))
-    except UsageError as e:
-        raise Exit(f"error: {e}", code=int(ExitStatus.CONFIG_INVALID))
     except LlmfabError as e:
-        raise Exit(f"error: {e}", code=int(ExitStatus.HOST_FAILED))
+        raise Exit(e.report() or None, code=int(e.exit_status))
     except KeyboardInterrupt as e:
         detail = getattr(e, "detail", "")
         raise Exit("interrupted" + (f" ({detail})" if detail else "")
@@ -138,6 +166,7 @@ def open_session(
     stderr: bool = False,
     verbose: bool = False,
     diff: bool = False,
+    options: Optional[RunOptions] = None,
 ) -> Session:
     """Validate everything that can be validated before the first connection, and say where it goes."""
     config = config_mod.load(config_path, example_ok=False)
@@ -146,14 +175,17 @@ def open_session(
     password = overrides.pop("sudo_password", None) or os.environ.get(SUDO_PASSWORD_ENV)
     if ask_sudo_pass and password is None:
         password = ask_password()
-    options = SSHOptions.from_config(
+    ssh = SSHOptions.from_config(
         config, accept_new_host_keys=accept_new_host_keys or None, sudo_password=password, **overrides
     )
-    targets = {n.name: target(config, n, options) for n in nodes}
+    if options is not None and options.command_timeout:
+        ssh = replace(ssh, command_timeout=options.command_timeout)
+    targets = {n.name: target(config, n, ssh) for n in nodes}
     reporter = Reporter(console(stderr=stderr), dry_run=dry_run, quiet=quiet, verbose=verbose)
     announce(reporter.out, config, nodes, targets)
-    fleet = Fleet(config, nodes, options, parallel or config.ssh.parallel, reporter, logs=RunLogs(), diff=diff)
-    return Session(config, nodes, fleet, reporter, dry_run)
+    run = Run(config, replace(options or RunOptions(), dry_run=dry_run), ssh)
+    fleet = Fleet(config, nodes, ssh, parallel or config.ssh.parallel, reporter, logs=RunLogs(), diff=diff)
+    return Session(run, nodes, fleet, reporter)
 
 
 def ask_password() -> str:

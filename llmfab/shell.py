@@ -92,5 +92,5 @@ ENV = _environment()
 
 
 def render(template: str, **context: Any) -> str:
-    """Render one template file by name (e.g. ``sysctl.sh.j2``)."""
+    """Render one template file by name (e.g. ``system/sysctl-net.sh.j2``)."""
     return ENV.get_template(template).render(**context)

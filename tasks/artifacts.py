@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import artifacts
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed, UsageError
 from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
@@ -41,15 +40,14 @@ def fetch_artifacts(c, config=None, cache=None, engine=None, only=None):
         kinds = tuple(k.strip() for k in only.split(",")) if only else artifacts.KINDS
         unknown = [k for k in kinds if k not in artifacts.KINDS]
         if unknown:
-            raise Exit(f"error: --only takes {','.join(artifacts.KINDS)}, not {','.join(unknown)}",
-                       code=int(ExitStatus.CONFIG_INVALID))
+            raise UsageError(f"--only takes {','.join(artifacts.KINDS)}, not {','.join(unknown)}")
         out = console()
 
         def show(o: artifacts.Outcome) -> None:
             out.print(Text(f"{o.status:<8}", style=STYLE[o.status]) + Text(f" {o.artifact.path}  ({o.detail})"))
 
         outcomes = artifacts.fetch_all(cfg, root, engine=engine_name(engine), only=kinds, progress=show)
-    failed = [o for o in outcomes if o.status == artifacts.FAILED]
-    out.print(f"{len(outcomes)} artifact(s) in {root}/: {len(outcomes) - len(failed)} ready, {len(failed)} failed")
-    if failed:
-        raise Exit(code=int(ExitStatus.HOST_FAILED))
+        failed = [o for o in outcomes if o.status == artifacts.FAILED]
+        out.print(f"{len(outcomes)} artifact(s) in {root}/: {len(outcomes) - len(failed)} ready, {len(failed)} failed")
+        if failed:
+            raise HostsFailed()

@@ -6,21 +6,20 @@ import shlex
 import time
 from pathlib import Path
 
-from invoke.exceptions import Exit
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from llmfab import benchmark
-from llmfab.deployment import Deployment, DeploymentError, build
-from llmfab.exits import ExitStatus
+from llmfab.deployment import Deployment
+from llmfab.errors import HostsFailed, Refused
 from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import bench as bench_step
 
-from .engine import ENGINE, VERSION, choose_engine
-from .options import ACCEPT_NEW, ASK_SUDO, CONFIG, task
+from .engine import ENGINE, VERSION
+from .options import ACCEPT_NEW, ASK_SUDO, CONFIG, session_engine, task
 from .planning import LAYOUT
 
 RESULTS = "bench/results"
@@ -66,25 +65,21 @@ def bench(c, config=None, engine=None, version=None, concurrency=DEFAULTS.concur
             return
         session = open_session(c, config, quiet=True, accept_new_host_keys=accept_new_host_keys,
                                ask_sudo_pass=ask_sudo_pass)
-        choose_engine(session, engine, version)
+        session = session_engine(session, engine, version)
         work = bench_step.Workload(int(concurrency), int(input_len), int(output_len), int(prompts),
                                    int(seed) or int(time.time()) % 2**31, int(timeout))
-        d = _deployment(session, work)
-        _run(session, d, work, Path(results))
+        session = session.with_run(session.run.with_options(workload=work))
+        _run(session, _deployment(session, work), work, Path(results))
 
 
 def _deployment(session: Session, work: bench_step.Workload) -> Deployment:
-    """The deployment to benchmark, refused (exit 3) when the workload cannot run on it."""
-    try:
-        d = build(session.config)
-        bench_step.command(d, work)
-    except (DeploymentError, bench_step.BenchUnsupported) as e:
-        raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
+    """The deployment to benchmark, Refused when the workload cannot run on it."""
+    d = session.run.deployment
+    bench_step.command(d, work)
     context = d.options.get(LAYOUT[d.engine]["context"])
     if context and work.input_len + work.output_len > int(context):
-        raise Exit(f"error: input {work.input_len} + output {work.output_len} tokens exceed the "
-                   f"engine's context of {context} tokens; shorten them", code=int(ExitStatus.REFUSED))
-    bench_step.set_workload(session.config, work)
+        raise Refused(f"input {work.input_len} + output {work.output_len} tokens exceed the "
+                      f"engine's context of {context} tokens; shorten them")
     return d
 
 
@@ -96,8 +91,7 @@ def _run(session: Session, d: Deployment, work: bench_step.Workload, root: Path)
               f"({cfg.head.address}): {work.num_prompts} prompts, concurrency {work.concurrency}, "
               f"{work.input_len} in / {work.output_len} out tokens")
     out.print(Text("  " + shlex.join(argv), style="dim"))
-    session.fleet.nodes = [cfg.head]
-    results = session.fleet.run_phase("bench")
+    results = session.phase("bench", on=session.head_only)
     head = results[0]
     text = head.logs().get("bench-output", "")
     if not head.failed:
@@ -106,7 +100,7 @@ def _run(session: Session, d: Deployment, work: bench_step.Workload, root: Path)
         except benchmark.BenchmarkError as e:
             for line in text.splitlines()[-30:]:
                 out.print(Text("  " + line))
-            raise Exit(f"error: {e}", code=int(ExitStatus.HOST_FAILED))
+            raise HostsFailed(str(e)) from None
         run = benchmark.run_record(report, timestamp=started, setup=_setup(session, d, work), command=argv)
         path = benchmark.save(run, root)
         _print_run(out, run, path)

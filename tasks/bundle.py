@@ -9,8 +9,7 @@ from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
 
-from .engine import pick_engine
-from .options import EXAMPLE_CONFIG, task
+from .options import EXAMPLE_CONFIG, engine_override, task
 
 
 @task(
@@ -35,8 +34,7 @@ def export_bundle(c, config=None, out=None, tar=False, artifacts=None, engine=No
     """
     with reported_errors():
         refuse_hosts(c, "export-bundle")
-        cfg = load(config)
-        pick_engine(cfg, engine, None, console())
+        cfg = engine_override(load(config), engine, None, console())
         target = Path(out) if out else Path("build/bundles") / cfg.cluster.name
         written = bundle.export(cfg, target, tar=tar, artifacts=Path(artifacts) if artifacts else None)
     out_ = console()

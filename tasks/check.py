@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-
-from invoke.exceptions import Exit
 from rich.table import Table
 from rich.text import Text
 
 from llmfab import checks
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed
 from llmfab.output import diagnoses
 from llmfab.facts.failures import diagnose_log
 from llmfab.facts.nccl import parse_allreduce
+from llmfab.records import Fact
 from llmfab.results import HostResult
 from llmfab.session import open_session, reported_errors
 from llmfab.steps.preflight import expect
 
-from .engine import ENGINE, choose_engine
-from .options import SSH, task
+from .engine import ENGINE
+from .options import SSH, session_engine, task
 
 STYLE = {checks.PASS: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
 
@@ -26,10 +24,10 @@ STYLE = {checks.PASS: "green", checks.WARN: "yellow", checks.FAIL: "bold red"}
 def probe_outputs(result: HostResult) -> tuple[dict[str, tuple[int, str]], float]:
     """name -> (exit status, output) from a node's fact records, and when the clock probe arrived."""
     outs, clock_at = {}, 0.0
-    for name, rc, b64, arrived in (f[:4] for f in result.of_kind("fact") if len(f) >= 4):
-        outs[name] = (int(rc), base64.b64decode(b64).decode(errors="replace"))
-        if name == "clock":
-            clock_at = float(arrived)
+    for fact in result.records_of(Fact):
+        outs[fact.name] = (int(fact.rc), fact.output)
+        if fact.name == "clock":
+            clock_at = fact.arrived
     return outs, clock_at
 
 
@@ -99,15 +97,22 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
         # With --json, stdout carries the JSON document only; everything else goes to stderr.
         session = open_session(c, config, parallel=parallel or None, quiet=True, stderr=json_,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
-        choose_engine(session, engine, None)
-        results = session.fleet.run_phase("check")
+        session = session_engine(session, engine, None)
+        # Every probe and expectation comes from the deployment: a bad engine option stops here.
+        session.run.deployment
+        results = session.phase("check")
+        _report(session, results, json_, nccl)
+
+
+def _report(session, results: list[HostResult], json_: bool, nccl: bool) -> None:
+    """Judge and print every node and the cluster; HostsFailed on any fail or unchecked node."""
     reachable = [r for r in results if not r.failed]
     by_name = {n.name: n for n in session.config.nodes}
     nodes, outs, arrived = [], {}, {}
     for r in reachable:
         outs[r.host], arrived[r.host] = probe_outputs(r)
-        nodes.append(checks.judge_node(r.host, expect(session.config, by_name[r.host]), outs[r.host]))
-    expects = {r.host: expect(session.config, by_name[r.host]) for r in reachable}
+        nodes.append(checks.judge_node(r.host, expect(session.run, by_name[r.host]), outs[r.host]))
+    expects = {r.host: expect(session.run, by_name[r.host]) for r in reachable}
     cluster = checks.judge_cluster(expects, outs, arrived) if len(reachable) > 1 else []
     out = session.reporter.out
     if json_:
@@ -131,11 +136,10 @@ def check(c, config=None, engine=None, json_=False, nccl=False, parallel=0, acce
                            style="bold yellow"))
             bad = True
         else:
-            with reported_errors():
-                bad = not nccl_report(out, session, session.fleet.run_phase("nccl")) or bad
+            bad = not nccl_report(out, session, session.phase("nccl")) or bad
     line = (f"check: {len(results)} node(s): pass={counts['pass']} warn={counts['warn']} fail={counts['fail']}"
             f" not_checked={sum(r.failed for r in results)}")
     if not json_:
         out.print(Text(line, style="bold red" if bad else "bold green"))
     if bad:
-        raise Exit(code=int(ExitStatus.HOST_FAILED))
+        raise HostsFailed()

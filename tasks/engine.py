@@ -4,56 +4,24 @@ from __future__ import annotations
 
 import threading
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import capacity, group
-from llmfab.config import ClusterConfig
 from llmfab.confirm import assumed, confirm
-from llmfab.deployment import DeploymentError, build
-from llmfab.errors import UsageError
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed, Refused, UsageError
 from llmfab.fleet import Fleet
 from llmfab.output import diagnoses
+from llmfab.records import Container, Firewall, Gpus, Health, Smoke
 from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
 from . import serving as serving_tasks
-from .options import DRY_RUN, SSH, VERBOSE, YES, engine_name, engine_version, task
+from .options import DRY_RUN, SSH, VERBOSE, YES, session_engine, task
 from .planning import capacity_plan
 
 ENGINE = "vllm | sglang | trtllm (default: engine.name in the config)"
 VERSION = "engine version profile, e.g. v0.8.5 (default: the config's, else the runbook's pin)"
-
-
-def choose_engine(session: Session, engine: str | None, version: str | None) -> None:
-    """Point the session's config at ENGINE; options in the config belong to its own engine only."""
-    pick_engine(session.config, engine, version, session.reporter.out)
-
-
-def pick_engine(config: ClusterConfig, engine: str | None, version: str | None, out=None) -> None:
-    """Point CONFIG at ENGINE (and VERSION); a name or version without a profile is a UsageError.
-
-    engine.options in the config belong to its own engine: another engine
-    leaves them out (and says so on OUT)."""
-    current = config.engine
-    engine = engine_name(engine)
-    engine_version(engine or current.name, version)
-    if engine and engine != current.name:
-        if current.options and out is not None:
-            out.print(Text(
-                f"note: --engine {engine} leaves out engine.options ({', '.join(sorted(current.options))}), "
-                f"which are {current.name}'s; to set {engine}'s, put engine.name: {engine} and its options "
-                "in the config", style="yellow"))
-        config.engine = current.model_copy(update={"name": engine, "version": version, "options": {}})
-    elif version:
-        current.version = version
-
-
-def _on_head(session: Session) -> Session:
-    session.fleet.nodes = [session.config.head]
-    return session
 
 
 def _diagnose(out, results: list[HostResult]) -> None:
@@ -94,20 +62,16 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, 
     with reported_errors():
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None, verbose=verbose,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
-        choose_engine(session, engine, version)
+        session = session_engine(session, engine, version)
         if session.config.serving.enabled or group or rolling:
             _refuse_without_serving(session)
-            serving_tasks.deploy(session, _deploy_group, lambda sub: _smoke(_on_head(sub)), int(group), rolling, yes,
-                                 skip_smoke)
+            serving_tasks.deploy(session, _deploy_group, _smoke, int(group), rolling, yes, skip_smoke)
             return
-        try:
-            d = build(session.config)
-        except DeploymentError as e:
-            raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
+        d = session.run.deployment
         plan = capacity_plan(session.config, d)
         if plan is not None and plan.verdict == "refuse":
             session.reporter.out.print(capacity.render_plan(plan))
-            raise Exit("refused: the model does not fit this layout (see above)", code=int(ExitStatus.REFUSED))
+            raise Refused("the model does not fit this layout (see above)")
         session.reporter.out.print(f"deploying [bold]{d.engine} {d.profile.version}[/bold] ({d.profile.image_ref}), "
                                    f"fingerprint {d.fingerprint}")
         if not dry_run and not assumed(yes):
@@ -117,7 +81,7 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, 
             session.finish(results, "deploy recap")
         session.finish(results, "deploy recap" + (" (dry run)" if dry_run else ""))
         if not skip_smoke and not dry_run:
-            _smoke(_on_head(session))
+            _smoke(session)
 
 
 def _refuse_without_serving(session: Session) -> None:
@@ -135,25 +99,18 @@ def _deploy_group(session: Session) -> list[HostResult]:
     if any(r.failed for r in results):
         _diagnose(session.reporter.out, results)
         session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")
-        session.fleet.nodes = list(session.config.nodes)
-        session.fleet.run_phase("stop")
+        session.phase("stop", on=session.everyone)
     return results
 
 
 def _restart_broken_group(session: Session) -> None:
     """Stop every rank first when some ranks run and others crashed: they cannot rejoin."""
-    fleet = session.fleet
-    before = fleet.nodes
-    fleet.nodes = list(session.config.nodes)
-    try:
-        broken = group.down(fleet.run_phase("status"))
-        if broken:
-            session.reporter.out.print("[bold yellow]engine group broken[/bold yellow] ("
-                                       + "; ".join(r.describe() for r in broken)
-                                       + "): stopping every rank to start them together")
-            fleet.run_phase("stop")
-    finally:
-        fleet.nodes = before
+    broken = group.down(session.phase("status", on=session.everyone))
+    if broken:
+        session.reporter.out.print("[bold yellow]engine group broken[/bold yellow] ("
+                                   + "; ".join(r.describe() for r in broken)
+                                   + "): stopping every rank to start them together")
+        session.phase("stop", on=session.everyone)
 
 
 class _Silent:
@@ -194,12 +151,12 @@ class _StopGroupOnFailure:
         self._session.reporter.out.print(
             f"[bold red]{failed.host} ({failed.address}) failed: {failed.reason}[/bold red]; "
             "stopping the engine on every node, so the others stop waiting for it")
-        config = self._session.config
+        run = self._session.run
         progress = self._inner
         while True:
-            fleet = Fleet(config, list(config.nodes), self._session.fleet.options,
+            fleet = Fleet(run.config, list(run.config.nodes), self._session.fleet.options,
                           self._session.fleet.parallel, progress)
-            fleet.run_phase("stop")
+            fleet.run_phase(run, "stop")
             progress = _Silent()
             if self.phase_done.wait(5):
                 return
@@ -222,9 +179,9 @@ def _deploy_phase(session: Session, dry_run: bool) -> list[HostResult]:
 
 
 def _smoke(session: Session) -> None:
-    results = session.fleet.run_phase("smoke")
-    for fields in results[0].of_kind("smoke"):
-        session.reporter.out.print("smoke: " + ", ".join(fields))
+    results = session.phase("smoke", on=session.head_only)
+    for s in results[0].records_of(Smoke):
+        session.reporter.out.print(f"smoke: {s.ttft_s}, {s.chunks}, {s.tokens_per_s}")
     session.finish(results, "smoke test")
 
 
@@ -234,8 +191,7 @@ def smoke(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, a
     with reported_errors():
         session = open_session(c, config, accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass,
                                quiet=True)
-        choose_engine(session, engine, None)
-        _smoke(_on_head(session))
+        _smoke(session_engine(session, engine, None))
 
 
 @task(help={**SSH, "engine": ENGINE, "group": GROUP})
@@ -244,7 +200,7 @@ def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, 
     with reported_errors():
         session = open_session(c, config, parallel=parallel or None, quiet=True,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
-        choose_engine(session, engine, None)
+        session = session_engine(session, engine, None)
         if session.config.serving.enabled or group:
             _refuse_without_serving(session)
             broken: list = []
@@ -252,32 +208,32 @@ def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, 
                                                     int(group))
             session.finish(results, "status")
             if broken or trouble:
-                raise Exit(code=int(ExitStatus.HOST_FAILED))
+                raise HostsFailed()
             return
-        results = session.fleet.run_phase("status")
+        results = session.phase("status")
         broken = _show(session, results)
         session.finish(results, "status")
         if broken:
-            raise Exit(code=int(ExitStatus.HOST_FAILED))
+            raise HostsFailed()
 
 
 def _show(session: Session, results: list[HostResult]) -> list:
     """Print each node's containers, endpoint and firewall; name a broken group; return its down ranks."""
     out = session.reporter.out
     for r in results:
-        containers = [f[0] for f in r.of_kind("container")] or ["(no llmfab containers)"]
+        containers = r.records_of(Container) or [Container("(no llmfab containers)")]
         out.print(f"[bold]{r.host}[/bold] ({r.address})")
-        for line in containers:
-            name, image, state, engine_, rank = (line.split("|") + [""] * 5)[:5]
+        for container in containers:
+            name, image, state, engine_, rank = container.parts()
             # Remote text, never markup: a container label must not style or break the table.
             out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
-        for url, state in (f[:2] for f in r.of_kind("health")):
-            out.print(Text(f"  endpoint {url}: ").append(state, style="green" if state == "up" else "red"))
-        for state, ports, *_rest in r.of_kind("firewall"):
-            shown = f"on: only cluster nodes reach {ports}" if state == "on" else "off (no llmfab rules)"
+        for h in r.records_of(Health):
+            out.print(Text(f"  endpoint {h.url}: ").append(h.state, style="green" if h.state == "up" else "red"))
+        for f in r.records_of(Firewall):
+            shown = f"on: only cluster nodes reach {f.ports}" if f.state == "on" else "off (no llmfab rules)"
             out.print(Text(f"  firewall {shown}"))
-        for (gpus, *_rest) in r.of_kind("gpus"):
-            out.print(f"  GPUs in use: {gpus}")
+        for g in r.records_of(Gpus):
+            out.print(f"  GPUs in use: {g.gpus}")
     broken = group.down(results)
     if broken:
         _report_broken(out, broken, results)
@@ -298,13 +254,14 @@ def logs(c, config=None, node=None, lines=200, parallel=0, accept_new_host_keys=
     with reported_errors():
         session = open_session(c, config, quiet=True, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
+        chosen = None
         if node:
             try:
-                session.fleet.nodes = select_nodes(session.config, [node])
+                chosen = select_nodes(session.config, [node])
             except UsageError:
                 known = ", ".join(f"{n.name} ({n.address})" for n in session.config.nodes)
                 raise UsageError(f"--node {node} is not a node of {session.config.source}; known nodes: {known}")
-        results = session.fleet.run_phase("logs")
+        results = session.phase("logs", on=chosen)
         for r in results:
             for name, text in r.logs().items():
                 session.reporter.out.print(f"[bold]== {r.host}: {name}[/bold]")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed
 from llmfab.fleet import Fleet
+from llmfab.records import Manifest, ModelFile
 from llmfab.results import HostResult, Status
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import model as model_steps
@@ -22,7 +22,7 @@ DAY = 86400
 
 def listing(result: HostResult) -> dict[str, str]:
     """name -> size on that node ("missing" when absent), from its model-verify records."""
-    return {f[0]: f[1] for f in result.of_kind("model-file") if len(f) >= 2}
+    return {f.name: f.size for f in result.records_of(ModelFile)}
 
 
 def differences(reference: str, want: dict[str, str], host: str, have: dict[str, str]) -> list[str]:
@@ -71,10 +71,9 @@ def merge(*runs: list[HostResult]) -> list[HostResult]:
 
 
 def _phase_on(session: Session, phase: str, nodes) -> list[HostResult]:
-    session.fleet.nodes = list(nodes)
     session.reporter.out.print(f"[bold]{phase}[/bold] on {', '.join(n.name for n in nodes)}"
                                + (" — dry run, nothing will change" if session.dry_run else ""))
-    return session.fleet.run_phase(phase, dry_run=session.dry_run)
+    return session.phase(phase, on=list(nodes))
 
 
 def distributed(session: Session, port: int, fanout: int = CHAIN, bwlimit_mb: float = 0) -> list[HostResult]:
@@ -85,7 +84,8 @@ def distributed(session: Session, port: int, fanout: int = CHAIN, bwlimit_mb: fl
     first = _phase_on(session, "model", [head])
     if first[0].failed or not workers:
         return first
-    plan = model_steps.plan_distribution(config, port, workers, fanout, round(bwlimit_mb * 1e6 / 1024))
+    plan = model_steps.plan(config, port, workers, fanout, round(bwlimit_mb * 1e6 / 1024))
+    session = session.with_run(session.run.with_options(distribution=plan))
     shape = plan.topology
     servers = [n for n in [head] + workers if shape.receivers(n.name)]
     session.reporter.out.print(f"distributing along a {shape.describe()}"
@@ -95,9 +95,10 @@ def distributed(session: Session, port: int, fanout: int = CHAIN, bwlimit_mb: fl
         if any(r.failed for r in serving):
             return merge(first, serving)
         # The manifest's digest travels over SSH, out of the transfer services' reach.
-        digests = [fields[0] for r in serving if r.host == head.name for fields in r.of_kind("manifest")]
+        digests = [m.sha256 for r in serving if r.host == head.name for m in r.records_of(Manifest)]
         if digests:
-            model_steps.pin_manifest(config, digests[0])
+            session = session.with_run(session.run.with_options(
+                distribution=replace(plan, manifest_sha256=digests[0])))
         pulled = _pull_phase(session, workers)
     finally:
         # Even after Ctrl-C: the services must not outlive the transfer (their
@@ -124,10 +125,11 @@ class _StopServingOnFailure:
 
     def host_done(self, result: HostResult) -> None:
         self._inner.host_done(result)
-        node = next((n for n in self._session.config.nodes if n.name == result.host), None)
-        if result.failed and node is not None and model_steps.forwards(self._session.config, node):
-            fleet = Fleet(self._session.config, [node], self._session.fleet.options, 1, _Quiet())
-            thread = threading.Thread(target=fleet.run_phase, args=("model-unserve",), daemon=True)
+        run = self._session.run
+        node = next((n for n in run.config.nodes if n.name == result.host), None)
+        if result.failed and node is not None and model_steps.forwards(run, node):
+            fleet = Fleet(run.config, [node], self._session.fleet.options, 1, _Quiet())
+            thread = threading.Thread(target=fleet.run_phase, args=(run, "model-unserve"), daemon=True)
             thread.start()
             self.threads.append(thread)
 
@@ -207,8 +209,8 @@ def model(c, config=None, dry_run=False, distribute=False, verify=False, port=mo
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         limit = int(timeout) or max(session.config.ssh.command_timeout, DAY)
-        session.config.ssh.command_timeout = limit
-        session.fleet.options = replace(session.fleet.options, command_timeout=limit)
+        session = session.with_run(replace(session.run.with_options(command_timeout=limit),
+                                           ssh=replace(session.run.ssh, command_timeout=limit)))
         if verify:
             results = session.run_phase("model-verify")
         elif distribute:
@@ -218,6 +220,6 @@ def model(c, config=None, dry_run=False, distribute=False, verify=False, port=mo
         differ = report(session, results)
         session.finish(results, "model" + (" (dry run)" if dry_run else ""))
         if differ:
-            raise Exit("the nodes' models differ (see above): run fab model on the nodes named, or "
-                       "fab model --distribute to copy the head's", code=int(ExitStatus.HOST_FAILED))
+            raise HostsFailed("the nodes' models differ (see above): run fab model on the nodes named, or "
+                              "fab model --distribute to copy the head's")
 

@@ -8,6 +8,7 @@ task; every other argument is long-only.
 
 import difflib
 
+from rich.text import Text
 from invoke import Task
 from invoke import task as invoke_task
 
@@ -115,3 +116,29 @@ def whole_numbers_fail_in_one_line() -> None:
 
     set_value.llmfab = True
     Argument.set_value = set_value
+
+
+def engine_override(config, engine: str | None, version: str | None, out=None):
+    """CONFIG with --engine / --version applied, through the config parser (config.with_engine).
+
+    The one place an engine override is made: every other engine field
+    (nccl_timeout, ports, ...) is kept. engine.options belong to their own
+    engine: another engine leaves them out, and says so on OUT."""
+    engine = engine_name(engine)
+    engine_version(engine or config.engine.name, version)
+    if engine and engine != config.engine.name and config.engine.options and out is not None:
+        out.print(Text(
+            f"note: --engine {engine} leaves out engine.options ({', '.join(sorted(config.engine.options))}), "
+            f"which are {config.engine.name}'s; to set {engine}'s, put engine.name: {engine} and its options "
+            "in the config", style="yellow"))
+    return config.with_engine(engine, version)
+
+
+def session_engine(session, engine: str | None, version: str | None):
+    """SESSION with its run pointed at ENGINE (and VERSION); see engine_override."""
+    from dataclasses import replace
+
+    if not engine and not version:
+        return session
+    config = engine_override(session.config, engine, version, session.reporter.out)
+    return session.with_run(replace(session.run, config=config))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
-from llmfab.exits import ExitStatus
+from llmfab.errors import HostsFailed
+from llmfab.records import Ping
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.ssh import sudo_prefix
@@ -56,16 +56,21 @@ def ping(c, config=None, parallel=0, accept_new_host_keys=False, ask_sudo_pass=F
         session = open_session(c, config, parallel=parallel or None, quiet=True,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         results = session.fleet.map(lambda node: ping_one(session, node))
-    out = session.reporter.out
+        _report(session.reporter.out, results)
+
+
+def _report(out, results) -> None:
+    """One line per host, then the count; HostsFailed when any host could not be reached."""
     for r in results:
         if r.failed:
             out.print(Text(f"{r.host:<8} {r.address}: {r.status.value}: {r.reason}", style="bold red"))
             continue
-        hostname, user, how, seconds = r.of_kind("ping")[0][:4]
+        p = r.records_of(Ping)[0]
+        hostname, user, how, seconds = p.hostname, p.user, p.how, p.seconds
         out.print(Text(f"{r.host:<8} {r.address}: ok: logged in as {user} on {hostname}, {how} ({seconds}s)",
                        style="green"))
     bad = [r.host for r in results if r.failed]
     out.print(Text(f"ping: {len(results)} host(s): ok={len(results) - len(bad)} unreachable={len(bad)}"
                    + (f"; FAILED hosts: {', '.join(bad)}" if bad else ""), style="bold red" if bad else "bold"))
     if bad:
-        raise Exit(code=int(ExitStatus.HOST_FAILED))
+        raise HostsFailed()

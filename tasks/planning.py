@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 
-from invoke.exceptions import Exit
-
 from llmfab import capacity
 from llmfab.engines import sglang
-from llmfab.deployment import Deployment, DeploymentError, build
-from llmfab.exits import ExitStatus
+from llmfab.deployment import Deployment, build
+from llmfab.errors import Refused
 from llmfab.models import MODELS_DIR, MODELS_PATH_ENV, UnknownModelError, checkpoint_mismatch, load_model
 from llmfab.output import console
 from llmfab.config import load
 from llmfab.session import refuse_hosts, reported_errors
 
-from .options import EXAMPLE_CONFIG, engine_name, engine_version, task
+from .options import EXAMPLE_CONFIG, engine_override, task
 
 # Where each engine keeps the figures the planner needs, by option name.
 LAYOUT = {
@@ -69,15 +67,17 @@ def plan(c, config=None, engine=None, version=None, context_len=0, json_=False):
     with reported_errors():
         refuse_hosts(c, "plan")
         cfg = load(config)
-        try:
-            name = engine_name(engine) or cfg.engine.name
-            d = build(cfg, name, engine_version(name, version))
-        except DeploymentError as e:
-            raise Exit(f"error: {e}", code=int(ExitStatus.REFUSED))
+        cfg = engine_override(cfg, engine, version)
+        d = build(cfg)
         result = capacity_plan(cfg, d, context_len or None)
-    if result is None:
-        raise Exit(f"no model description for {cfg.model.id}: describe it in a YAML file like those in "
-                   f"{MODELS_DIR}, in a directory named by ${MODELS_PATH_ENV}", code=int(ExitStatus.REFUSED))
+        if result is None:
+            raise Refused(f"no model description for {cfg.model.id}: describe it in a YAML file like those in "
+                          f"{MODELS_DIR}, in a directory named by ${MODELS_PATH_ENV}")
+        _print(cfg, d, result, json_)
+
+
+def _print(cfg, d: Deployment, result: capacity.CapacityPlan, json_: bool) -> None:
+    """The plan as a table (or JSON), with the notes; Refused when the layout cannot fit."""
     notes = console(stderr=json_)
     notes.print(f"config: {cfg.source} (cluster {cfg.cluster.name}, from {cfg.chosen_by})")
     mismatch = checkpoint_mismatch(load_model(cfg.model.id), cfg.model.id, cfg.model.dtype)
@@ -92,4 +92,4 @@ def plan(c, config=None, engine=None, version=None, context_len=0, json_=False):
             where = " and ".join(f"engine.options.{k}" for k in (keys["tp"], keys["pp"]) if k in d.profile.option_keys())
             console().print(f"a layout is set with {where} in {cfg.source}")
     if result.verdict == "refuse":
-        raise Exit(code=int(ExitStatus.REFUSED))
+        raise Refused()

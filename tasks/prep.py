@@ -1,6 +1,7 @@
 """`fab prep`: make every node match the runbook's system preparation."""
 
 from llmfab.confirm import assumed
+from llmfab.run import RunOptions
 from llmfab.session import open_session, reported_errors
 
 from .options import DIFF, DRY_RUN, SSH, VERBOSE, YES, task
@@ -33,8 +34,7 @@ def prep(c, config=None, dry_run=False, diff=False, verbose=False, yes=False, pa
         session = open_session(
             c, config, dry_run=dry_run, parallel=int(parallel) if parallel else None,
             accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass, verbose=verbose, diff=diff,
+            options=RunOptions(upgrade_driver=upgrade_driver),
         )
-        if upgrade_driver:
-            session.config.nvidia.upgrade_driver = True
         results = session.run_phase("prep", yes=assumed(yes))
-    session.finish(results, "prep recap" + (" (dry run)" if dry_run else ""))
+        session.finish(results, "prep recap" + (" (dry run)" if dry_run else ""))

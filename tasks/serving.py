@@ -9,18 +9,18 @@ put back once it serves again, so the router always has a group to answer.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
-from invoke.exceptions import Exit
 from rich.text import Text
 
 from llmfab import routers, serving
 from llmfab.confirm import assumed, confirm
-from llmfab.deployment import DeploymentError, build
-from llmfab.exits import ExitStatus
+from llmfab.deployment import DeploymentError
+from llmfab.errors import HostsFailed, Refused, UsageError
 from llmfab.fleet import Fleet
+from llmfab.records import Health, Router, RouterWorker
 from llmfab.results import HostResult, overall_failed
 from llmfab.session import Session
-from llmfab.steps import router as router_steps
 
 
 def sub_session(session: Session, group: serving.Group) -> Session:
@@ -29,32 +29,32 @@ def sub_session(session: Session, group: serving.Group) -> Session:
     nodes = list(config.nodes)
     fleet = Fleet(config, nodes, session.fleet.options, session.fleet.parallel, session.fleet.progress,
                   logs=session.fleet.logs)
-    return Session(config, nodes, fleet, session.reporter, session.dry_run)
+    return Session(replace(session.run, config=config), nodes, fleet, session.reporter)
 
 
-def _router_session(session: Session) -> Session:
+def _router_session(session: Session, group: int = 0) -> Session:
+    """SESSION on the router's node only (GROUP: the one its drain or admit step is about)."""
     node = serving.router_node(session.config)
     fleet = Fleet(session.config, [node], session.fleet.options, 1, session.fleet.progress, logs=session.fleet.logs)
-    return Session(session.config, [node], fleet, session.reporter, session.dry_run)
+    return Session(session.run.with_options(serving_group=group), [node], fleet, session.reporter)
 
 
 def chosen(session: Session, group: int) -> list[serving.Group]:
     try:
         return [serving.pick(session.config, group)] if group else serving.groups(session.config)
     except serving.ServingError as e:
-        raise Exit(f"error: {e}", code=int(ExitStatus.CONFIG_INVALID))
+        raise UsageError(str(e)) from None
 
 
 def _validate(session: Session, subs: list[Session]) -> None:
     if session.config.engine.api_key == "none" and len(serving.groups(session.config)) > 1:
-        raise Exit("error: engine.api_key: none with serving groups: the firewall would let only a group's own "
-                   "nodes reach its head, so the router could not; use generate (the default) or a key",
-                   code=int(ExitStatus.REFUSED))
+        raise Refused("engine.api_key: none with serving groups: the firewall would let only a group's own "
+                      "nodes reach its head, so the router could not; use generate (the default) or a key")
     for sub in subs:
         try:
-            build(sub.config)
+            sub.run.deployment
         except DeploymentError as e:
-            raise Exit(f"error: group of {', '.join(n.name for n in sub.nodes)}: {e}", code=int(ExitStatus.REFUSED))
+            raise Refused(f"group of {', '.join(n.name for n in sub.nodes)}: {e}") from None
 
 
 def deploy(session: Session, deploy_group, smoke, group: int = 0, rolling: bool = False, yes: bool = False,
@@ -90,37 +90,35 @@ def deploy(session: Session, deploy_group, smoke, group: int = 0, rolling: bool 
         if not skip_smoke and not session.dry_run:
             for sub in subs:
                 smoke(sub)
-    router = _router_session(session)
-    routed = router.fleet.run_phase("router", dry_run=session.dry_run)
+    routed = _router_session(session).phase("router")
     _print_router(out, routed)
     session.finish(results + routed, "deploy recap" + (" (dry run)" if session.dry_run else ""))
 
 
 def _router_runs(session: Session) -> bool:
-    seen = _router_session(session).fleet.run_phase("router-status")
-    return any(f[0] == "running" for r in seen for f in r.of_kind("router"))
+    seen = _router_session(session).phase("router-status")
+    return any(r.state == "running" for h in seen for r in h.records_of(Router))
 
 
 def _rolling(session: Session, groups, subs, deploy_group, smoke, skip_smoke) -> list[HostResult]:
     """One group at a time: out of the router, stopped, deployed, checked, back in."""
     out = session.reporter.out
-    router = _router_session(session)
     results: list[HostResult] = []
     for g, sub in zip(groups, subs):
         out.print(f"[bold]rolling: group {g.index}[/bold] ({g.names()})")
-        router_steps.target(session.config, g)
-        steps = router.fleet.run_phase("router-drain")
+        router = _router_session(session, g.index)
+        steps = router.phase("router-drain")
         results += steps
         if overall_failed(steps):
             _stop_rolling(session, results, g, "could not take it out of the router")
-        results += sub.fleet.run_phase("stop")
+        results += sub.phase("stop")
         deployed = deploy_group(sub)
         results += deployed
         if overall_failed(deployed):
             _stop_rolling(session, results, g, "its deploy failed; it stays out of the router, the others serve")
         if not skip_smoke:
             smoke(sub)
-        admitted = router.fleet.run_phase("router-admit")
+        admitted = router.phase("router-admit")
         results += admitted
         if overall_failed(admitted):
             _stop_rolling(session, results, g, "the router does not see it healthy again")
@@ -130,16 +128,17 @@ def _rolling(session: Session, groups, subs, deploy_group, smoke, skip_smoke) ->
 def _stop_rolling(session: Session, results, group: serving.Group, why: str) -> None:
     session.reporter.out.print(Text(f"rolling re-deploy stopped at group {group.index}: {why}", style="bold red"))
     session.finish(results, "deploy recap")
-    raise Exit(code=int(ExitStatus.HOST_FAILED))
+    raise HostsFailed()
 
 
 def _print_router(out, results: list[HostResult]) -> None:
     for r in results:
-        for state, base, *_ in r.of_kind("router"):
-            out.print(Text(f"router on {r.host}: {state} at {base}"))
-        for url, healthy, *_ in r.of_kind("router-worker"):
-            out.print(Text("  router sees ").append(url).append(
-                " healthy" if healthy == "true" else " unhealthy", style="green" if healthy == "true" else "red"))
+        for router in r.records_of(Router):
+            out.print(Text(f"router on {r.host}: {router.state} at {router.base}"))
+        for w in r.records_of(RouterWorker):
+            healthy = w.healthy == "true"
+            out.print(Text("  router sees ").append(w.url).append(
+                " healthy" if healthy else " unhealthy", style="green" if healthy else "red"))
 
 
 def status(session: Session, show, group: int = 0) -> tuple[list[HostResult], bool]:
@@ -151,22 +150,20 @@ def status(session: Session, show, group: int = 0) -> tuple[list[HostResult], bo
         sub = sub_session(session, g)
         url = serving.worker_url(session.config, g)
         out.print(f"[bold]group {g.index}[/bold] (head {g.head.name}, endpoint {url})")
-        found = sub.fleet.run_phase("status")
+        found = sub.phase("status")
         show(sub, found)
         results += found
-    router = _router_session(session)
-    seen = router.fleet.run_phase("router-status")
+    seen = _router_session(session).phase("router-status")
     _print_router(out, seen)
-    trouble = any(f[1] != "up" for r in results for f in r.of_kind("health") if len(f) > 1) \
-        or any(f[1] != "true" for r in seen for f in r.of_kind("router-worker") if len(f) > 1) \
-        or any(f[0] != "running" for r in seen for f in r.of_kind("router"))
+    trouble = any(h.state != "up" for r in results for h in r.records_of(Health)) \
+        or any(w.healthy != "true" for r in seen for w in r.records_of(RouterWorker)) \
+        or any(x.state != "running" for r in seen for x in r.records_of(Router))
     return results + seen, trouble
 
 
 def stop(session: Session, group: int = 0) -> list[HostResult]:
     """Stop one group (it leaves the router's rotation by its health checks), or every group and the router."""
     if group:
-        sub = sub_session(session, serving.pick(session.config, group))
-        return sub.fleet.run_phase("stop")
-    results = session.fleet.run_phase("stop")
-    return results + _router_session(session).fleet.run_phase("router-stop")
+        return sub_session(session, chosen(session, group)[0]).run_phase("stop")
+    results = session.run_phase("stop", on=session.everyone)
+    return results + _router_session(session).phase("router-stop")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 
+from llmfab.records import WebuiAdmin, WebuiAdminLogin, WebuiUrl
 from llmfab.session import Session, open_session, reported_errors
 
 from .options import DRY_RUN, SSH, task
@@ -34,15 +37,14 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
     with reported_errors():
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
-        head = session.config.head
-        session.nodes = session.fleet.nodes = [head]
+        session = replace(session, nodes=session.head_only)
         if show_admin:
             _show_admin(session)
             return
         results = session.run_phase("webui")
-        for (url, *_rest) in results[0].of_kind("webui-url"):
-            session.reporter.out.print(f"Open WebUI: [bold]{url}[/bold]")
-        created = results[0].of_kind("webui-admin") and not results[0].failed and not dry_run
+        for w in results[0].records_of(WebuiUrl):
+            session.reporter.out.print(f"Open WebUI: [bold]{w.url}[/bold]")
+        created = results[0].records_of(WebuiAdmin) and not results[0].failed and not dry_run
         session.finish(results, "webui" + (" (dry run)" if dry_run else ""))
         if created:
             _show_admin(session, first=True)
@@ -50,10 +52,10 @@ def webui(c, config=None, dry_run=False, parallel=0, accept_new_host_keys=False,
 
 def _show_admin(session: Session, first: bool = False) -> None:
     """Print the admin account, read from the head's root-only secret file."""
-    results = session.fleet.run_phase("webui-admin")
-    for email, password, *_rest in results[0].of_kind("webui-admin-login"):
+    results = session.phase("webui-admin")
+    for login in results[0].records_of(WebuiAdminLogin):
         out = session.reporter.out
-        out.print(Text(f"Open WebUI admin: {email}  password: {password}"))
+        out.print(Text(f"Open WebUI admin: {login.email}  password: {login.password}"))
         if first:
             out.print("  (shown once; `fab webui --show-admin` shows it again; kept in /etc/llmfab/webui.env "
                       "on the head, root only)")

@@ -220,6 +220,48 @@ llmfab_port_open() {
   timeout 3 bash -c 'exec 9<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
 }
 
+# llmfab_running tells whether container NAME exists and is running.
+llmfab_running() {
+  [[ $(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null) == true ]]
+}
+
+# llmfab_image makes IMAGE present: loaded from the bundle's images/ARCHIVE when
+# offline, else pulled; never fetched again once `docker image inspect` finds it.
+llmfab_image() {
+  local image=$1 archive=$2
+  llmfab_have docker || llmfab_fail "docker is not installed: run prep first"
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    llmfab_ok "image $image is present"
+    return 0
+  fi
+  if [[ -n ${LLMFAB_ARTIFACTS:-} ]]; then
+    [[ -f $LLMFAB_ARTIFACTS/images/$archive ]] \
+      || llmfab_fail "image $image is not on this node and images/$archive is not in the bundle"
+    llmfab_do "load $image from the bundle" docker load -i "$LLMFAB_ARTIFACTS/images/$archive"
+  else
+    llmfab_do "pull $image" docker pull "$image"
+  fi
+}
+
+# llmfab_container_current tells whether container NAME is running and its label
+# LABEL holds FINGERPRINT: the deployment asked for is the one in place.
+llmfab_container_current() {
+  local name=$1 label=$2 fingerprint=$3 have
+  llmfab_running "$name" || return 1
+  have=$(docker inspect -f "{{index .Config.Labels \"$label\"}}" "$name" 2>/dev/null || true)
+  [[ $have == "$fingerprint" ]]
+}
+
+# llmfab_remove_containers removes every container carrying label LABEL (the
+# ones a new deployment replaces), saying WHAT in the record; none: no change.
+llmfab_remove_containers() {
+  local label=$1 what=$2 stale
+  stale=$(docker ps -aq --filter "label=$label" | paste -sd' ')
+  [[ -n $stale ]] || return 0
+  # shellcheck disable=SC2086 # one container ID per word
+  llmfab_do "$what" docker rm -f $stale
+}
+
 # llmfab_have tells whether a command exists on this node.
 llmfab_have() {
   command -v "$1" >/dev/null 2>&1

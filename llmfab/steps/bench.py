@@ -26,7 +26,7 @@ argv. Lengths are fixed, not sampled: every request has exactly the input and
 output lengths asked for (EOS ignored), so runs of different engines compare.
 
 Extension point: a new engine profile needs an entry in ``TOOLS``; the task
-sets the run's workload with ``set_workload`` (a bundle would get the defaults).
+puts the workload in the run's options (a bundle gets the defaults).
 """
 
 from __future__ import annotations
@@ -34,18 +34,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config import ClusterConfig, Node
-from ..deployment import API_KEY_FILE, CONTAINER, Deployment
-from ..errors import LlmfabError
-from . import Step, register
-from .engine import deployment
+from ..config import Node
+from ..deployment import CONTAINER, Deployment
+from ..errors import Refused
+from ..run import Run
+from . import HEAD, step
+from .engine import key_file
 
 PROMPTS_IN_CONTAINER = "/tmp/llmfab-bench-prompts.json"
 PERCENTILES = "ttft,tpot,itl,e2el"
 OUTPUT_LINES = 400
 
 
-class BenchUnsupported(LlmfabError):
+class BenchUnsupported(Refused):
     """No serving benchmark is known for this engine version, or the workload is invalid."""
 
 
@@ -170,30 +171,12 @@ def command(d: Deployment, w: Workload) -> list[str]:
     return [*t.program, *t.arguments(d, w)]
 
 
-_WORKLOADS: dict[int, tuple[ClusterConfig, Workload]] = {}
-
-
-def set_workload(config: ClusterConfig, workload: Workload) -> None:
-    """Make WORKLOAD the one CONFIG's bench phase renders."""
-    _WORKLOADS[id(config)] = (config, workload)
-
-
-def workload(config: ClusterConfig) -> Workload:
-    """CONFIG's workload: the one the task set, else the defaults."""
-    hit = _WORKLOADS.get(id(config))
-    return hit[1] if hit is not None and hit[0] is config else Workload()
-
-
-def run(config: ClusterConfig, node: Node) -> dict:
-    d = deployment(config)
-    w = workload(config)
+@step("bench", title="run the engine's serving benchmark against the endpoint (head)", where=HEAD)
+def bench(run: Run, node: Node) -> dict:
+    d, w = run.deployment, run.workload
     return {
         "container": CONTAINER, "label": f"{d.engine} {d.profile.version}", "argv": command(d, w),
-        "health": d.urls()["health"], "key_file": "" if config.engine.api_key == "none" else API_KEY_FILE,
+        "health": d.urls()["health"], "key_file": key_file(run),
         "prompts": PROMPTS_IN_CONTAINER if tool(d).needs_prompts_file else "", "count": w.num_prompts,
         "seed": w.seed, "timeout": w.timeout, "lines": OUTPUT_LINES,
     }
-
-
-register("bench", Step("bench", "run the engine's serving benchmark against the endpoint (head)",
-                       "bench/run.sh.j2", run, only=lambda c, n: c.head.name == n.name))

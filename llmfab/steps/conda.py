@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import ClusterConfig, Node
-from . import Step, register
+from ..config import Node
+from ..run import Run
+from . import step
 
 CHANNELS = {
     "default": [],
@@ -30,14 +31,11 @@ def condarc(channels: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def miniconda(config: ClusterConfig, node: Node) -> dict:
-    m = config.miniconda
+@step("miniconda", title="install Miniconda with managed channels", when="enabled",
+      changes=("batch install to `miniconda.prefix`, managed `PREFIX/.condarc` (`auto_activate_base: false`, "
+               "mirror channels), `conda init`"),
+      undo="`conda init --reverse`, remove the prefix", enabled=lambda run: run.config.miniconda.enabled)
+def miniconda(run: Run, node: Node) -> dict:
+    m = run.config.miniconda
     return {"prefix": m.prefix, "url": m.installer_url, "sha": m.installer_sha256 or "", "shell": m.shell,
             "condarc": condarc(m.channels)}
-
-
-register(
-    "prep",
-    Step("miniconda", "install Miniconda with managed channels", "conda/miniconda.sh.j2", miniconda,
-         enabled=lambda c: c.miniconda.enabled),
-)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import re
 
-from ..config import ClusterConfig, Node
-from ..deployment import API_KEY_FILE, CONTAINER, Deployment, build
+from ..config import Node
+from ..deployment import API_KEY_FILE, CONTAINER, Deployment
 from .. import mpikeys
 from ..engines import sglang, trtllm
-from . import Step, register
+from ..run import Run
+from . import HEAD, WORKERS, step
 
 SERVE_MARKER = "/var/lib/llmfab/serve-started"
 JOIN_TIMEOUT = 900
@@ -31,57 +32,47 @@ SMOKE_MESSAGES = [
 ]
 
 
-_CACHE: dict[int, tuple[ClusterConfig, str, Deployment]] = {}
-
-
-def deployment(config: ClusterConfig) -> Deployment:
-    """The config's deployment, rendered once per config (and engine choice)."""
-    engine = config.engine.model_dump_json()
-    hit = _CACHE.get(id(config))
-    if hit is None or hit[0] is not config or hit[1] != engine:
-        hit = (config, engine, build(config))
-        _CACHE[id(config)] = hit
-    return hit[2]
-
-
-def _is_head(config: ClusterConfig, node: Node) -> bool:
-    return config.head.name == node.name
-
-
-def _archive(image: str) -> str:
+def archive(image: str) -> str:
+    """The file name an image is saved under in a bundle's artifacts (and on the node)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", image) + ".tar.gz"
 
 
-def image(config: ClusterConfig, node: Node) -> dict:
-    ref = deployment(config).profile.image_ref
-    return {"image": ref, "archive": _archive(ref)}
+@step("engine-image", title="make the engine image present")
+def image(run: Run, node: Node) -> dict:
+    ref = run.deployment.profile.image_ref
+    return {"image": ref, "archive": archive(ref)}
 
 
-def api_key(config: ClusterConfig, node: Node) -> dict:
-    key = config.engine.api_key
+@step("engine-api-key", title="keep the endpoint API key (head)", where=HEAD,
+      enabled=lambda run: run.config.engine.api_key != "none")
+def api_key(run: Run, node: Node) -> dict:
+    key = run.config.engine.api_key
     return {"path": API_KEY_FILE, "generate": key == "generate", "value": "" if key == "generate" else key}
 
 
-def files(config: ClusterConfig, node: Node) -> dict:
-    d = deployment(config)
+@step("engine-files", title="write the engine's files")
+def files(run: Run, node: Node) -> dict:
+    d = run.deployment
     wanted = []
     if d.engine == "trtllm":
         wanted.append({"path": trtllm.config_path(d.launch), "mode": "0644",
                        "content": trtllm.extra_options_yaml(d.profile, d.launch)})
-    if d.engine == "sglang" and d.launch.api_key_file and _is_head(config, node):
+    if d.engine == "sglang" and d.launch.api_key_file and run.is_head(node):
         wanted.append({"path": sglang.launcher_path(d.launch), "mode": "0644",
                        "content": sglang.LAUNCHER_SOURCE.read_text()})
     return {"files": wanted}
 
 
-def ssh(config: ClusterConfig, node: Node) -> dict:
+@step("engine-ssh", title="install the per-cluster mpirun SSH keys (TensorRT-LLM)",
+      enabled=lambda run: run.deployment.engine == "trtllm")
+def ssh(run: Run, node: Node) -> dict:
     """TensorRT-LLM: the per-cluster mpirun keys this node holds (the client key on the head only)."""
-    d = deployment(config)
-    keys = mpikeys.ensure(config.cluster.name)
+    d = run.deployment
+    keys = mpikeys.ensure(run.config.cluster.name)
     where = d.launch.ssh_dir
     files = [{"path": f"{where}/authorized_keys", "content": keys.client_public},
              {"path": f"{where}/{trtllm.HOST_KEY}", "content": keys.host_private}]
-    if _is_head(config, node):
+    if run.is_head(node):
         addresses = [n.address for n in d.launch.ordered()]
         files += [{"path": f"{where}/{trtllm.SSH_KEY}", "content": keys.client_private},
                   {"path": f"{where}/known_hosts",
@@ -89,14 +80,17 @@ def ssh(config: ClusterConfig, node: Node) -> dict:
     return {"dir": where, "files": files}
 
 
-def mpi_check(config: ClusterConfig, node: Node) -> dict:
-    return {"image": deployment(config).profile.image_ref, "probe": trtllm.MPI_PROBE}
+@step("engine-mpi-check", title="check the image has sshd and Open MPI (TensorRT-LLM)",
+      enabled=lambda run: run.deployment.engine == "trtllm")
+def mpi_check(run: Run, node: Node) -> dict:
+    return {"image": run.deployment.profile.image_ref, "probe": trtllm.MPI_PROBE}
 
 
-def launch(config: ClusterConfig, node: Node) -> dict:
-    d = deployment(config)
+@step("engine-launch", title="start this node's engine container")
+def launch(run: Run, node: Node) -> dict:
+    config, d = run.config, run.deployment
     first = d.steps_for(node)[0]
-    worker_waits_for_head = d.engine == "vllm" and not _is_head(config, node) and "ray start" in " ".join(first.argv)
+    worker_waits_for_head = d.engine == "vllm" and not run.is_head(node) and "ray start" in " ".join(first.argv)
     return {
         "container": CONTAINER,
         "fingerprint": d.fingerprint,
@@ -109,7 +103,14 @@ def launch(config: ClusterConfig, node: Node) -> dict:
     }
 
 
-def cluster(config: ClusterConfig, node: Node) -> dict:
+def _more_than_one_command(run: Run) -> bool:
+    return len(run.deployment.steps_for(run.config.head)) > 1
+
+
+@step("engine-cluster", title="wait for every node and GPU in Ray (head)", where=HEAD,
+      enabled=lambda run: run.deployment.engine == "vllm" and _more_than_one_command(run))
+def cluster(run: Run, node: Node) -> dict:
+    config = run.config
     workers = [n for n in config.ranked_nodes() if n.name != config.head.name]
     return {
         "container": CONTAINER,
@@ -117,13 +118,15 @@ def cluster(config: ClusterConfig, node: Node) -> dict:
         "gpus": len(config.nodes) * config.gpu.per_node,
         "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout),
         "names": [n.name for n in workers],
-        "head_log": f"{deployment(config).launch.log_dir}/ray-rank0.log",
+        "head_log": f"{run.deployment.launch.log_dir}/ray-rank0.log",
         "addresses": [n.address for n in workers],
     }
 
 
-def serve(config: ClusterConfig, node: Node) -> dict:
-    d = deployment(config)
+@step("engine-serve", title="start serving on the head", where=HEAD,
+      enabled=lambda run: run.deployment.engine in ("vllm", "trtllm") and _more_than_one_command(run))
+def serve(run: Run, node: Node) -> dict:
+    config, d = run.config, run.deployment
     step = d.steps_for(node)[-1]
     log = re.search(r">>(\S+\.log)", " ".join(step.argv))
     # TensorRT-LLM: mpirun needs every worker's container sshd up first.
@@ -134,33 +137,37 @@ def serve(config: ClusterConfig, node: Node) -> dict:
             "wait_port": d.launch.sshd_port, "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout)}
 
 
-def _key_file(config: ClusterConfig) -> str:
-    return "" if config.engine.api_key == "none" else API_KEY_FILE
+def key_file(run: Run) -> str:
+    """Where the endpoint's API key is on the head ("" when the endpoint has none)."""
+    return "" if run.config.engine.api_key == "none" else API_KEY_FILE
 
 
-def ready(config: ClusterConfig, node: Node) -> dict:
-    d = deployment(config)
+@step("engine-ready", title="wait until the endpoint serves the model (head)", where=HEAD)
+def ready(run: Run, node: Node) -> dict:
+    config, d = run.config, run.deployment
     urls = d.urls()
     logs = _logs(d, node)
     return {
         "container": CONTAINER, "health": urls["health"], "models": urls["models"],
         "info": urls["info"] if d.engine == "sglang" else "", "served": config.model.served_name,
-        "timeout": config.engine.ready_timeout, "key_file": _key_file(config), "logs": logs,
+        "timeout": config.engine.ready_timeout, "key_file": key_file(run), "logs": logs,
     }
 
 
-def rank(config: ClusterConfig, node: Node) -> dict:
-    return {"container": CONTAINER, "rank": config.rank(node)}
+@step("engine-rank", title="check this rank stays up (workers)", where=WORKERS)
+def rank(run: Run, node: Node) -> dict:
+    return {"container": CONTAINER, "rank": run.config.rank(node)}
 
 
-def smoke(config: ClusterConfig, node: Node) -> dict:
-    d = deployment(config)
+@step("smoke", title="stream a chat completion from the endpoint (head)", where=HEAD)
+def smoke(run: Run, node: Node) -> dict:
+    config, d = run.config, run.deployment
     url = d.urls()["health"].rsplit("/", 1)[0] + "/v1/chat/completions"
     request = {
         "model": config.model.served_name, "messages": SMOKE_MESSAGES, "top_p": 1, "n": 1,
         "max_tokens": 256, "stream": True, "frequency_penalty": 1.0, "stop": ["hello"],
     }
-    return {"url": url, "key_file": _key_file(config), "timeout": 600,
+    return {"url": url, "key_file": key_file(run), "timeout": 600,
             "request": json.dumps(request, ensure_ascii=False, indent=2)}
 
 
@@ -169,44 +176,21 @@ def _logs(d: Deployment, node: Node) -> list[str]:
     return sorted(set(re.findall(r">>(\S+\.log)", " ".join(a for s in d.steps_for(node) for a in s.argv))))
 
 
-def status(config: ClusterConfig, node: Node) -> dict:
+@step("engine-status", title="report containers, health and GPUs")
+def status(run: Run, node: Node) -> dict:
     from .firewall import TABLE  # firewall builds on this module
 
-    d = deployment(config)
-    health = d.urls()["health"] if _is_head(config, node) else ""
+    d = run.deployment
+    health = d.urls()["health"] if run.is_head(node) else ""
     return {"health": health, "container": CONTAINER, "logs": _logs(d, node), "table": TABLE}
 
 
-def _needs_serve(config: ClusterConfig) -> bool:
-    return deployment(config).engine in ("vllm", "trtllm")
+@step("engine-logs", title="collect the engine's logs")
+def logs(run: Run, node: Node) -> dict:
+    return {"lines": 200, "container": CONTAINER, "log_dir": run.deployment.launch.log_dir}
 
 
-register(
-    "deploy",
-    Step("engine-image", "make the engine image present", "engine/image.sh.j2", image),
-    Step("engine-api-key", "keep the endpoint API key (head)", "engine/api_key.sh.j2", api_key,
-         enabled=lambda c: c.engine.api_key != "none", only=lambda c, n: _is_head(c, n)),
-    Step("engine-ssh", "install the per-cluster mpirun SSH keys (TensorRT-LLM)", "engine/ssh.sh.j2", ssh,
-         enabled=lambda c: deployment(c).engine == "trtllm"),
-    Step("engine-mpi-check", "check the image has sshd and Open MPI (TensorRT-LLM)", "engine/mpi_check.sh.j2",
-         mpi_check, enabled=lambda c: deployment(c).engine == "trtllm"),
-    Step("engine-files", "write the engine's files", "engine/files.sh.j2", files),
-    Step("engine-launch", "start this node's engine container", "engine/launch.sh.j2", launch),
-    Step("engine-cluster", "wait for every node and GPU in Ray (head)", "engine/cluster.sh.j2", cluster,
-         enabled=lambda c: deployment(c).engine == "vllm" and len(deployment(c).steps_for(c.head)) > 1,
-         only=lambda c, n: _is_head(c, n)),
-    Step("engine-serve", "start serving on the head", "engine/serve.sh.j2", serve,
-         enabled=lambda c: _needs_serve(c) and len(deployment(c).steps_for(c.head)) > 1,
-         only=lambda c, n: _is_head(c, n)),
-    Step("engine-ready", "wait until the endpoint serves the model (head)", "engine/ready.sh.j2", ready,
-         only=lambda c, n: _is_head(c, n)),
-    Step("engine-rank", "check this rank stays up (workers)", "engine/rank.sh.j2", rank,
-         only=lambda c, n: not _is_head(c, n)),
-)
-register("smoke", Step("smoke", "stream a chat completion from the endpoint (head)", "engine/smoke.sh.j2", smoke,
-                       only=lambda c, n: _is_head(c, n)))
-register("status", Step("engine-status", "report containers, health and GPUs", "engine/status.sh.j2", status))
-register("logs", Step("engine-logs", "collect the engine's logs", "engine/logs.sh.j2",
-                      lambda c, n: {"lines": 200, "container": CONTAINER, "log_dir": deployment(c).launch.log_dir}))
-register("stop", Step("engine-stop", "remove llmfab's engine containers", "engine/stop.sh.j2",
-                      lambda c, n: {"label": "llmfab.engine"}))
+@step("engine-stop", title="remove llmfab's engine containers")
+def stop(run: Run, node: Node) -> dict:
+    return {"label": "llmfab.engine"}
+

@@ -13,28 +13,29 @@ from __future__ import annotations
 
 import hashlib
 
-from ..config import ClusterConfig, Node
+from ..config import Node
 from ..engines import internal_ports
-from . import Step, register
-from .engine import deployment
+from ..run import Run
+from . import step
 
 TABLE = "llmfab"
 RULES_FILE = "/etc/llmfab/firewall.nft"
 
 
-def filtered_ports(config: ClusterConfig) -> list[tuple[int, int, str]]:
+def filtered_ports(run: Run) -> list[tuple[int, int, str]]:
     """The port ranges only the cluster may reach, with what listens there."""
-    d = deployment(config)
+    config, d = run.config, run.deployment
     ports = internal_ports(d.profile, d.launch)
     if config.engine.api_key == "none":
         ports.append((config.engine.port, config.engine.port, "the API without a key"))
     return ports
 
 
-def ruleset(config: ClusterConfig) -> str:
+def ruleset(run: Run) -> str:
     """The nftables text of llmfab's table: loaded as one transaction by ``nft -f``."""
+    config = run.config
     sources = sorted({n.address for n in config.nodes} | {"127.0.0.1"})
-    ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b, _ in filtered_ports(config))
+    ranges = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b, _ in filtered_ports(run))
     body = (
         f"table inet {TABLE} {{\n"
         f"\tset cluster {{\n\t\ttype ipv4_addr\n\t\telements = {{ {', '.join(sources)} }}\n\t}}\n\n"
@@ -47,22 +48,18 @@ def ruleset(config: ClusterConfig) -> str:
     return f"table inet {TABLE}\ndelete table inet {TABLE}\n" + body.replace("@TAG@", tag)
 
 
-def tag(config: ClusterConfig) -> str:
+def tag(run: Run) -> str:
     """The comment that marks the rules of this exact ruleset in `nft list` output."""
-    return next(line for line in ruleset(config).splitlines() if "comment" in line).split('"')[1]
+    return next(line for line in ruleset(run).splitlines() if "comment" in line).split('"')[1]
 
 
-def apply(config: ClusterConfig, node: Node) -> dict:
-    return {"table": TABLE, "path": RULES_FILE, "rules": ruleset(config), "tag": tag(config),
-            "ports": [f"{a}-{b} ({what})" if a != b else f"{a} ({what})" for a, b, what in filtered_ports(config)]}
+@step("engine-firewall", title="let only the cluster's nodes reach the engine's internal ports",
+      enabled=lambda run: run.config.engine.firewall)
+def apply(run: Run, node: Node) -> dict:
+    return {"table": TABLE, "path": RULES_FILE, "rules": ruleset(run), "tag": tag(run),
+            "ports": [f"{a}-{b} ({what})" if a != b else f"{a} ({what})" for a, b, what in filtered_ports(run)]}
 
 
-def remove(config: ClusterConfig, node: Node) -> dict:
+@step("engine-firewall-remove", title="remove llmfab's engine firewall rules")
+def remove(run: Run, node: Node) -> dict:
     return {"table": TABLE, "path": RULES_FILE}
-
-
-register("deploy", Step("engine-firewall", "let only the cluster's nodes reach the engine's internal ports",
-                        "firewall/apply.sh.j2", apply, enabled=lambda c: c.engine.firewall),
-         before="engine-launch")
-register("stop", Step("engine-firewall-remove", "remove llmfab's engine firewall rules",
-                      "firewall/remove.sh.j2", remove))

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from ..config import ClusterConfig, Node
-from . import Step, register
+from ..config import Node
+from ..run import Run
+from . import step
 
 
-def apt(config: ClusterConfig, node: Node) -> dict:
-    return {"mirror": config.mirrors.apt.rstrip("/")}
+@step("apt-mirror", title="use the site's apt mirror", when="`mirrors.apt`",
+      changes="`/etc/apt/sources.list.d/llmfab-mirror.list`; stock sources commented out (backup kept)",
+      undo="restore the backup from `/var/backups/llmfab/`, remove the list",
+      enabled=lambda run: run.config.mirrors.apt is not None)
+def apt(run: Run, node: Node) -> dict:
+    return {"mirror": run.config.mirrors.apt.rstrip("/")}
 
 
-def pip(config: ClusterConfig, node: Node) -> dict:
-    url = config.mirrors.pip
+@step("pip-mirror", title="use the site's pip index", when="`mirrors.pip`",
+      changes="`/etc/pip.conf`", undo="restore the backup or remove it",
+      enabled=lambda run: run.config.mirrors.pip is not None)
+def pip(run: Run, node: Node) -> dict:
+    url = run.config.mirrors.pip
     content = (
         "# Managed by llmfab (mirrors.pip). Local edits are replaced on the next run.\n"
         f"[global]\nindex-url = {url}\n"
@@ -23,10 +31,3 @@ def pip(config: ClusterConfig, node: Node) -> dict:
     if urlparse(url).scheme == "http":
         content += f"trusted-host = {urlparse(url).hostname}\n"
     return {"content": content}
-
-
-register(
-    "prep",
-    Step("apt-mirror", "use the site's apt mirror", "mirrors/apt.sh.j2", apt, enabled=lambda c: c.mirrors.apt is not None),
-    Step("pip-mirror", "use the site's pip index", "mirrors/pip.sh.j2", pip, enabled=lambda c: c.mirrors.pip is not None),
-)

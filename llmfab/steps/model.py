@@ -21,13 +21,14 @@ pulled from the head is checked against.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..config import ClusterConfig, Node
 from ..models import UnknownModelError, load_model
+from ..run import Run
 from ..topology import CHAIN, Topology
-from . import Step, register
+from . import LIBRARIES, WORKERS, step
 
 MANIFEST = "llmfab-manifest.json"
 # File systems that several nodes may mount at once (`stat -f -c %T` names):
@@ -58,31 +59,18 @@ class Distribution:
         return self.topology or Topology(tuple(n.name for n in config.ranked_nodes()), 0)
 
 
-_RUNS: dict[int, tuple[ClusterConfig, Distribution]] = {}
-
-
-def plan_distribution(config: ClusterConfig, port: int = DISTRIBUTE_PORT, nodes: list[Node] | None = None,
-                      fanout: int = CHAIN, bwlimit_kib: int = 0) -> Distribution:
-    """Choose the port, the shape over NODES and a fresh password: the serve and pull scripts share them."""
+def plan(config: ClusterConfig, port: int = DISTRIBUTE_PORT, nodes: list[Node] | None = None,
+         fanout: int = CHAIN, bwlimit_kib: int = 0) -> Distribution:
+    """A fresh transfer over the head and NODES: the port, who pulls from whom, and a one-time password."""
     order = [config.head] + [n for n in config.ranked_nodes() if n.name != config.head.name
                              and (nodes is None or n.name in {m.name for m in nodes})]
-    plan = Distribution(port, secrets.token_hex(24), topology=Topology(tuple(n.name for n in order), fanout),
+    return Distribution(port, secrets.token_hex(24), topology=Topology(tuple(n.name for n in order), fanout),
                         bwlimit_kib=bwlimit_kib)
-    _RUNS[id(config)] = (config, plan)
-    return plan
 
 
-def pin_manifest(config: ClusterConfig, sha256: str) -> None:
-    """Record the head's manifest digest for the workers' pull scripts of this run."""
-    _RUNS[id(config)] = (config, replace(distribution(config), manifest_sha256=sha256))
-
-
-def distribution(config: ClusterConfig) -> Distribution:
-    """This run's distribution (a fresh one if the task planned none)."""
-    hit = _RUNS.get(id(config))
-    if hit is None or hit[0] is not config:
-        return plan_distribution(config)
-    return hit[1]
+# The llmfab__model_* helpers, rendered once into a phase's script before the
+# first step that declares needs=("model",).
+LIBRARIES["model"] = ("model/lib.sh.j2", {"manifest": MANIFEST})
 
 
 def download_bytes(config: ClusterConfig) -> int:
@@ -103,13 +91,9 @@ def download_bytes(config: ClusterConfig) -> int:
         return 0
 
 
-def _wait(config: ClusterConfig) -> int:
-    """How long a step waits for a transfer: just under the SSH command timeout."""
-    return max(60, config.ssh.command_timeout - 60)
-
-
-def _is_head(config: ClusterConfig, node: Node) -> bool:
-    return config.head.name == node.name
+def _wait(run: Run) -> int:
+    """How long a step waits for a transfer: just under the run's command timeout."""
+    return max(60, run.command_timeout - 60)
 
 
 def _common(config: ClusterConfig) -> dict:
@@ -118,63 +102,52 @@ def _common(config: ClusterConfig) -> dict:
             "checksums": 1 if m.checksums else 0, "manifest": MANIFEST}
 
 
-def download(config: ClusterConfig, node: Node) -> dict:
-    return {**_common(config), "lib": True, "need": download_bytes(config), "wait": _wait(config),
-            "head": 1 if _is_head(config, node) else 0, "shared": SHARED_FILESYSTEMS,
+@step("model-download", title="download the model to this node", needs=("model",))
+def download(run: Run, node: Node) -> dict:
+    config = run.config
+    return {**_common(config), "need": download_bytes(config), "wait": _wait(run),
+            "head": 1 if run.is_head(node) else 0, "shared": SHARED_FILESYSTEMS,
             "in_bundle": 1 if config.model.in_bundle else 0, "bundled": PurePosixPath(config.model.path).name,
             "state": "/var/lib/llmfab/model-download", "log": "/var/log/llmfab/model-download.log"}
 
 
-def verify(lib: bool):
-    def context(config: ClusterConfig, node: Node) -> dict:
-        return {**_common(config), "lib": lib}
-    return context
+@step("model-verify", title="check that every shard is present with the right size", needs=("model",))
+def verify(run: Run, node: Node) -> dict:
+    return _common(run.config)
 
 
 def _node(config: ClusterConfig, name: str) -> Node:
     return next(n for n in config.nodes if n.name == name)
 
 
-def serve(config: ClusterConfig, node: Node) -> dict:
-    plan = distribution(config)
-    receivers = [_node(config, n) for n in plan.shape(config).receivers(node.name)]
-    return {"path": config.model.path, "manifest": MANIFEST, "address": node.address, "port": plan.port,
-            "token": plan.token, "allow": [n.address for n in receivers], "lifetime": _wait(config) + 600,
-            "run": "/run/llmfab/model-rsyncd", "relay": 0 if _is_head(config, node) else 1}
-
-
-def pull(config: ClusterConfig, node: Node) -> dict:
-    plan = distribution(config)
-    shape = plan.shape(config)
-    source = _node(config, shape.source(node.name) or config.head.name)
-    share = plan.bwlimit_kib // max(1, len(shape.receivers(source.name))) if plan.bwlimit_kib else 0
-    return {**_common(config), "lib": True, "head": config.head.address, "address": node.address,
-            "source": source.address, "source_name": source.name, "bwlimit": max(1, share) if share else 0,
-            "port": plan.port, "token": plan.token, "wait": _wait(config),
-            "manifest_sha256": plan.manifest_sha256 or "unknown: serve the model first"}
-
-
-def forwards(config: ClusterConfig, node: Node) -> bool:
+def forwards(run: Run, node: Node) -> bool:
     """Whether NODE serves the model to others in this run (the head, and relays of a chain or tree)."""
-    shape = distribution(config).shape(config)
+    shape = run.distribution.shape(run.config)
     return node.name in shape.order and bool(shape.receivers(node.name))
 
 
-def unserve(config: ClusterConfig, node: Node) -> dict:
+# Where these run is the task's choice: the head and the relays serve, the others pull.
+@step("model-serve", title="serve the model to the nodes that pull from this one", needs=("model",))
+def serve(run: Run, node: Node) -> dict:
+    config, plan = run.config, run.distribution
+    receivers = [_node(config, n) for n in plan.shape(config).receivers(node.name)]
+    return {"path": config.model.path, "manifest": MANIFEST, "address": node.address, "port": plan.port,
+            "token": plan.token, "allow": [n.address for n in receivers], "lifetime": _wait(run) + 600,
+            "run": "/run/llmfab/model-rsyncd", "relay": 0 if run.is_head(node) else 1}
+
+
+@step("model-pull", title="pull the model from its source node (workers)", where=WORKERS, needs=("model",))
+def pull(run: Run, node: Node) -> dict:
+    config, plan = run.config, run.distribution
+    shape = plan.shape(config)
+    source = _node(config, shape.source(node.name) or config.head.name)
+    share = plan.bwlimit_kib // max(1, len(shape.receivers(source.name))) if plan.bwlimit_kib else 0
+    return {**_common(config), "head": config.head.address, "address": node.address,
+            "source": source.address, "source_name": source.name, "bwlimit": max(1, share) if share else 0,
+            "port": plan.port, "token": plan.token, "wait": _wait(run),
+            "manifest_sha256": plan.manifest_sha256 or "unknown: serve the model first"}
+
+
+@step("model-unserve", title="stop serving the model")
+def unserve(run: Run, node: Node) -> dict:
     return {"run": "/run/llmfab/model-rsyncd"}
-
-
-DOWNLOAD = Step("model-download", "download the model to this node", "model/download.sh.j2", download)
-VERIFY_TITLE = "check that every shard is present with the right size"
-
-# The llmfab__model_* helpers (model/lib.sh.j2) are rendered once per script,
-# by the first step of the phase that needs them (its context says lib=True).
-register("model", DOWNLOAD, Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False)))
-register("model-verify", Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(True)))
-register("model-serve", Step("model-serve", "serve the model to the nodes that pull from this one", "model/serve.sh.j2",
-                             serve, only=forwards))
-register("model-pull", Step("model-pull", "pull the model from its source node", "model/pull.sh.j2", pull,
-                            only=lambda c, n: not _is_head(c, n)),
-         Step("model-verify", VERIFY_TITLE, "model/verify.sh.j2", verify(False),
-              only=lambda c, n: not _is_head(c, n)))
-register("model-unserve", Step("model-unserve", "stop serving the model", "model/unserve.sh.j2", unserve))

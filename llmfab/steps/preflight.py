@@ -5,17 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checks import Expect, probes
-from ..config import ClusterConfig, Node
+from ..config import Node
 from ..engines import Launch
 from ..engines.launch import fabric_env
-from . import Step, register
-from .engine import _archive, deployment
+from ..run import Run
+from . import step
+from .engine import archive
 from .model import download_bytes
 from .firewall import filtered_ports
 
 
-def expect(config: ClusterConfig, node: Node) -> Expect:
-    d = deployment(config)
+def expect(run: Run, node: Node) -> Expect:
+    """What NODE should look like for this run's deployment (the judges compare the probes with it)."""
+    config, d = run.config, run.deployment
     launch: Launch = d.launch
     ports = [config.engine.port]
     if d.engine == "vllm":
@@ -29,15 +31,16 @@ def expect(config: ClusterConfig, node: Node) -> Expect:
         hcas=tuple(config.network.nccl_ib_hca), gid_index=config.network.nccl_ib_gid_index,
         interface=config.network.interface, head_address=config.head.address,
         is_head=config.head.name == node.name, nofile=config.system.nofile, model_path=config.model.path,
-        image=d.profile.image_ref, image_archive=_archive(d.profile.image_ref), min_driver=d.profile.min_driver,
+        image=d.profile.image_ref, image_archive=archive(d.profile.image_ref), min_driver=d.profile.min_driver,
         ports=tuple(ports), image_cuda=d.profile.cuda_requires, model_bytes=download_bytes(config),
         fabricmanager=config.nvidia.fabricmanager,
-        guarded=tuple((a, b) for a, b, _ in filtered_ports(config)), firewall=config.engine.firewall,
+        guarded=tuple((a, b) for a, b, _ in filtered_ports(run)), firewall=config.engine.firewall,
     )
 
 
-def probe(config: ClusterConfig, node: Node) -> dict:
-    cmds = probes(expect(config, node))
+@step("preflight-probe", title="run the read-only preflight probes", dir="check")
+def probe(run: Run, node: Node) -> dict:
+    cmds = probes(expect(run, node))
     return {"names": list(cmds), "commands": list(cmds.values())}
 
 
@@ -45,9 +48,10 @@ NCCL_PORT = 29511
 ALLREDUCE = Path(__file__).resolve().parent.parent / "scripts" / "allreduce_check.py"
 
 
-def nccl(config: ClusterConfig, node: Node) -> dict:
+@step("nccl-allreduce", title="all-reduce across every GPU of every node", dir="check")
+def nccl(run: Run, node: Node) -> dict:
     """The all-reduce with exactly the environment the engine's containers get."""
-    d = deployment(config)
+    config, d = run.config, run.deployment
     info = d.node_info(node)
     env = fabric_env(d.launch, info)
     return {
@@ -60,7 +64,3 @@ def nccl(config: ClusterConfig, node: Node) -> dict:
         "sizes": ["--min-bytes", "1M", "--max-bytes", "1G"],
         "script_text": ALLREDUCE.read_text(),
     }
-
-
-register("check", Step("preflight-probe", "run the read-only preflight probes", "check/probe.sh.j2", probe))
-register("nccl", Step("nccl-allreduce", "all-reduce across every GPU of every node", "check/nccl.sh.j2", nccl))

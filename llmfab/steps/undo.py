@@ -9,8 +9,9 @@ names the command that removes them.
 
 from __future__ import annotations
 
-from ..config import ClusterConfig, Node
-from . import Step, register
+from ..config import Node
+from ..run import Run
+from . import step
 from .system import IDENTITY_PATH, NOFILE_PATH, SYSCTL_PATH
 
 # Files only prep writes (named llmfab-* or marked "Managed by llmfab").
@@ -33,18 +34,14 @@ RESTORED = [
 REPOS = ["docker", "nvidia-container-toolkit", "cuda-ubuntu2204", "cuda-ubuntu2404", "cuda-debian12"]
 
 
-def files(config: ClusterConfig, node: Node) -> dict:
+@step("undo-files", title="remove prep's files and restore the originals it changed")
+def files(run: Run, node: Node) -> dict:
     return {"created": CREATED, "restored": RESTORED, "repos": REPOS}
 
 
-def holds(config: ClusterConfig, node: Node) -> dict:
+@step("undo-holds", title="release prep's package holds")
+def holds(run: Run, node: Node) -> dict:
+    config = run.config
     n = config.nvidia
     packages = [*config.docker.packages, "nvidia-container-toolkit", f"nvidia-fabricmanager-{n.driver_branch}"]
     return {"packages": packages}
-
-
-register(
-    "undo",
-    Step("undo-files", "remove prep's files and restore the originals it changed", "undo/files.sh.j2", files),
-    Step("undo-holds", "release prep's package holds", "undo/holds.sh.j2", holds),
-)

@@ -23,18 +23,15 @@ import json
 
 from ..config import ClusterConfig, Node
 from ..deployment import API_KEY_FILE
-from . import Step, register
-from .engine import _archive
+from ..run import Run
+from . import HEAD, step
+from .engine import archive
 
 CONTAINER = "llmfab-webui"
 LABEL = "llmfab.webui"
 SECRET_FILE = "/etc/llmfab/webui.env"
 ADMIN_NAME = "llmfab admin"
 DATA_IN_CONTAINER = "/app/backend/data"
-
-
-def _is_head(config: ClusterConfig, node: Node) -> bool:
-    return config.head.name == node.name
 
 
 def _loopback(address: str) -> bool:
@@ -125,16 +122,20 @@ def url(config: ClusterConfig) -> str:
     return f"http://{host}:{config.webui.port}/"
 
 
-def image(config: ClusterConfig, node: Node) -> dict:
-    ref = config.webui.image
-    return {"image": ref, "archive": _archive(ref)}
+@step("webui-image", title="make the Open WebUI image present (head)", where=HEAD)
+def image(run: Run, node: Node) -> dict:
+    ref = run.config.webui.image
+    return {"image": ref, "archive": archive(ref)}
 
 
-def secret(config: ClusterConfig, node: Node) -> dict:
+@step("webui-secret", title="keep Open WebUI's session secret (head)", where=HEAD)
+def secret(run: Run, node: Node) -> dict:
     return {"path": SECRET_FILE}
 
 
-def container(config: ClusterConfig, node: Node) -> dict:
+@step("webui-container", title="run Open WebUI against the endpoint (head)", where=HEAD)
+def container(run: Run, node: Node) -> dict:
+    config = run.config
     argv = run_argv(config)
     static = hashlib.sha256(json.dumps([argv, config.webui.image]).encode()).hexdigest()[:16]
     return {"container": CONTAINER, "image": config.webui.image, "data_dir": config.webui.data_dir,
@@ -142,31 +143,22 @@ def container(config: ClusterConfig, node: Node) -> dict:
             "port": config.webui.port, "label": LABEL}
 
 
-def ready(config: ClusterConfig, node: Node) -> dict:
+@step("webui-ready", title="wait until Open WebUI answers (head)", where=HEAD)
+def ready(run: Run, node: Node) -> dict:
+    config = run.config
     w = config.webui
     local = "127.0.0.1" if _everywhere(bind(config)) else bind(config)
     return {"container": CONTAINER, "health": f"http://{local}:{w.port}/health", "url": url(config),
             "timeout": w.ready_timeout, "email": w.admin_email, "secret_file": SECRET_FILE}
 
 
-def admin(config: ClusterConfig, node: Node) -> dict:
-    return {"secret_file": SECRET_FILE, "email": config.webui.admin_email}
-
-
-def stop(config: ClusterConfig, node: Node) -> dict:
-    return {"label": LABEL, "data_dir": config.webui.data_dir}
-
-
-register(
-    "webui",
-    Step("webui-image", "make the Open WebUI image present (head)", "webui/image.sh.j2", image, only=_is_head),
-    Step("webui-secret", "keep Open WebUI's session secret (head)", "webui/secret.sh.j2", secret, only=_is_head),
-    Step("webui-container", "run Open WebUI against the endpoint (head)", "webui/container.sh.j2", container,
-         only=_is_head),
-    Step("webui-ready", "wait until Open WebUI answers (head)", "webui/ready.sh.j2", ready, only=_is_head),
-)
 # The admin's password, read back on the head for the person at `fab webui`.
-register("webui-admin", Step("webui-admin", "show Open WebUI's admin account (head)", "webui/admin.sh.j2", admin,
-                             only=_is_head))
+@step("webui-admin", title="show Open WebUI's admin account (head)", where=HEAD)
+def admin(run: Run, node: Node) -> dict:
+    return {"secret_file": SECRET_FILE, "email": run.config.webui.admin_email}
+
+
 # Every node: a head that moved in the config leaves no container behind.
-register("stop-webui", Step("webui-stop", "remove the Open WebUI container", "webui/stop.sh.j2", stop))
+@step("webui-stop", title="remove the Open WebUI container")
+def stop(run: Run, node: Node) -> dict:
+    return {"label": LABEL, "data_dir": run.config.webui.data_dir}

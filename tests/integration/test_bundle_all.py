@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from llmfab import bundle, config as config_mod
-from llmfab.steps.engine import _archive
+from llmfab.steps.engine import archive
 
 from tests.harness.standin import docker_state
 
@@ -30,7 +30,7 @@ def test_run_sh_all_brings_the_cluster_up_offline_and_a_second_run_changes_nothi
                            model={"path": MODEL}, engine={"ready_timeout": 120})
     cfg = config_mod.load(path)
     cache = stand_in_cache(tmp_path / "cache", cfg.docker.packages)
-    stand_in_image(cache, IMAGE, _archive(IMAGE))
+    stand_in_image(cache, IMAGE, archive(IMAGE))
     out = tmp_path / "bundles"
     bundle.export(cfg, out, artifacts=cache)
     for host in fleet.hosts:

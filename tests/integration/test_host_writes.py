@@ -64,7 +64,7 @@ def test_a_backup_directory_a_user_can_write_is_refused(two_hosts):
 def test_two_runs_generating_a_key_at_once_use_separate_temporary_files(two_hosts):
     host = two_hosts.hosts[0]
     from llmfab.shell import render
-    step = render("engine/api_key.sh.j2", path="/etc/llmfab/api_key", generate=True, value="")
+    step = render("engine/engine-api-key.sh.j2", path="/etc/llmfab/api_key", generate=True, value="")
     body = step.replace("step_engine_api_key()", "step_t()")
     host.exec("cat > /root/key.sh", input=HEADER.format(version="t", phase="t", node="n", cluster="t", lock=0) + LIBRARY + body
               + "LLMFAB_STEPS=(t)\nllmfab_main \"$@\"\n", check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llmfab import config as config_mod
+from llmfab.run import Run
 from llmfab.steps.mirrors import pip
 
 from .scenario import fab, summary
@@ -34,6 +35,6 @@ def test_debian_keeps_its_security_source_with_an_apt_mirror_and_a_second_run_ch
 def test_an_https_pip_mirror_keeps_tls_checks_and_only_an_http_one_is_trusted_by_name():
     def conf(url):
         cfg = config_mod.parse({"nodes": [{"name": "n1", "address": "10.0.0.1"}], "mirrors": {"pip": url}})
-        return pip(cfg, cfg.nodes[0])["content"]
+        return pip(Run(cfg), cfg.nodes[0])["content"]
     assert "trusted-host" not in conf("https://pypi.example.org/simple")
     assert "trusted-host = pypi.example.org" in conf("http://pypi.example.org/simple")

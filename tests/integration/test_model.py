@@ -13,6 +13,7 @@ import pytest
 from llmfab import config as config_mod
 from llmfab.results import parse_record
 from llmfab.script import render_phase
+from llmfab.run import Run
 from llmfab.steps import model as model_steps
 from tests.harness.standin.docker_state import DEEPSEEK_R1_CONFIG
 
@@ -239,7 +240,7 @@ def test_offline_the_same_script_copies_the_weights_from_the_bundle_or_only_veri
     n1.exec(f"mkdir -p /srv/bundle/artifacts/models && cp -a {HUB}/{MODEL_ID} /srv/bundle/artifacts/models/",
             check=True)
     cfg = config_mod.load(model_config(fleet, tmp_path, in_bundle=True))
-    n1.exec("cat > /tmp/model.sh", input=render_phase(cfg, cfg.nodes[0], "model"), check=True)
+    n1.exec("cat > /tmp/model.sh", input=render_phase(Run(cfg), cfg.nodes[0], "model"), check=True)
     copied = n1.exec("LLMFAB_ARTIFACTS=/srv/bundle/artifacts bash /tmp/model.sh")
     assert copied.returncode == 0, copied.stdout + copied.stderr
     assert results(copied.stdout)["model-download"][0] == "changed"
@@ -249,7 +250,7 @@ def test_offline_the_same_script_copies_the_weights_from_the_bundle_or_only_veri
 
     n1.exec(f"rm -rf {MODEL}", check=True)
     cfg.model.in_bundle = False
-    n1.exec("cat > /tmp/model.sh", input=render_phase(cfg, cfg.nodes[0], "model"), check=True)
+    n1.exec("cat > /tmp/model.sh", input=render_phase(Run(cfg), cfg.nodes[0], "model"), check=True)
     verified = n1.exec("LLMFAB_ARTIFACTS=/srv/bundle/artifacts bash /tmp/model.sh")
     assert verified.returncode == 1
     steps = results(verified.stdout)
@@ -268,8 +269,8 @@ def test_on_a_shared_file_system_only_the_head_downloads_and_the_others_wait_for
     cfg = config_mod.load(model_config(fleet, tmp_path))
     cfg.nodes.append(cfg.nodes[0].model_copy(update={"name": "n9", "address": "127.0.0.99"}))
     head, worker = cfg.nodes
-    host.exec("cat > /tmp/worker.sh", input=render_phase(cfg, worker, "model"), check=True)
-    host.exec("cat > /tmp/head.sh", input=render_phase(cfg, head, "model"), check=True)
+    host.exec("cat > /tmp/worker.sh", input=render_phase(Run(cfg), worker, "model"), check=True)
+    host.exec("cat > /tmp/head.sh", input=render_phase(Run(cfg), head, "model"), check=True)
     host.exec("setsid bash /tmp/worker.sh >/tmp/worker.out 2>&1 </dev/null &", check=True)
 
     assert host.exec("bash /tmp/head.sh").returncode == 0
@@ -288,12 +289,11 @@ def test_every_model_script_is_clean_under_shellcheck_and_bash_n(tmp_path, sourc
     cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
     cfg.model.source = source
     cfg.model.checksums = source == "huggingface"
-    model_steps.plan_distribution(cfg)
     paths = []
     for node in cfg.nodes:
         for phase in ("model", "model-verify", "model-serve", "model-pull", "model-unserve"):
             path = tmp_path / f"{node.name}-{phase}.sh"
-            path.write_text(render_phase(cfg, node, phase))
+            path.write_text(render_phase(Run(cfg), node, phase))
             subprocess.run(["bash", "-n", str(path)], check=True)
             paths.append(str(path))
     subprocess.run(["shellcheck", "-S", "warning", *paths], check=True)

@@ -89,10 +89,11 @@ def test_an_unsupported_os_is_refused_before_any_change(fleet_factory, tmp_path)
 def test_generated_prep_scripts_are_clean_under_shellcheck(tmp_path):
     import subprocess
     from llmfab import config as config_mod
+    from llmfab.run import Run
     from llmfab.script import render_phase
     raw = {"nodes": [{"name": "n1", "address": "10.0.0.1"}], "miniconda": {"enabled": True, "channels": "aliyun"},
            "mirrors": {"apt": "https://mirrors.example.org/ubuntu", "pip": "https://pypi.example.org/simple"}}
     cfg = config_mod.parse(raw)
     script = tmp_path / "prep.sh"
-    script.write_text(render_phase(cfg, cfg.nodes[0], "prep"))
+    script.write_text(render_phase(Run(cfg), cfg.nodes[0], "prep"))
     subprocess.run(["shellcheck", "-S", "warning", str(script)], check=True)

@@ -18,6 +18,7 @@ import yaml
 
 from llmfab import config as config_mod
 from llmfab.script import render_phase
+from llmfab.run import Run
 from llmfab.steps import webui as webui_steps
 from tests.harness.standin import docker_state
 
@@ -200,7 +201,7 @@ def test_every_webui_script_is_clean_under_shellcheck_and_bash_n(tmp_path):
         for node in cfg.nodes:
             for phase in ("webui", "stop-webui"):
                 path = tmp_path / f"{api_key}-{node.name}-{phase}.sh"
-                path.write_text(render_phase(cfg, node, phase))
+                path.write_text(render_phase(Run(cfg), node, phase))
                 subprocess.run(["bash", "-n", str(path)], check=True)
                 paths.append(str(path))
     subprocess.run(["shellcheck", "-S", "warning", *paths], check=True)

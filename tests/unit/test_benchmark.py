@@ -12,9 +12,10 @@ import pytest
 from llmfab import benchmark
 from llmfab import config as config_mod
 from llmfab.script import render_phase
-from llmfab.steps import PHASES
+from llmfab.run import Run, RunOptions
+from llmfab.steps import HEAD, PHASES, STEPS
 from llmfab.steps import bench as bench_step
-from llmfab.steps.engine import deployment
+from llmfab.deployment import build as deployment
 
 from fixture_text import load_fixture
 
@@ -231,12 +232,12 @@ def test_the_bench_phase_renders_for_each_engine_version_clean_under_shellcheck_
         engine, version, tmp_path):
     cfg = _cluster(engine, version, api_key="none" if engine == "trtllm" else "generate")
     script = tmp_path / "bench.sh"
-    script.write_text(render_phase(cfg, cfg.head, "bench"))
+    script.write_text(render_phase(Run(cfg), cfg.head, "bench"))
     subprocess.run(["bash", "-n", str(script)], check=True)
     subprocess.run(["shellcheck", "-S", "warning", str(script)], check=True)
     assert "LLMFAB_STEPS=(bench)" in script.read_text()
     worker = next(n for n in cfg.nodes if n.name != cfg.head.name)
-    assert "LLMFAB_STEPS=()" in render_phase(cfg, worker, "bench")
+    assert "LLMFAB_STEPS=()" in render_phase(Run(cfg), worker, "bench")
 
 
 def test_every_engine_profile_has_a_known_benchmark():
@@ -270,10 +271,10 @@ def test_a_workload_that_makes_no_sense_is_refused():
 
 
 def test_the_api_key_reaches_the_container_by_name_never_by_value():
-    script = render_phase(_cluster("vllm", api_key="s3cr3t-key-value"), _cluster("vllm").head, "bench")
+    script = render_phase(Run(_cluster("vllm", api_key="s3cr3t-key-value")), _cluster("vllm").head, "bench")
     assert "s3cr3t-key-value" not in script
     assert "pass_key=(-e OPENAI_API_KEY)" in script and "key=/etc/llmfab/api_key" in script
-    assert "key=''" in render_phase(_cluster("vllm"), _cluster("vllm").head, "bench")
+    assert "key=''" in render_phase(Run(_cluster("vllm")), _cluster("vllm").head, "bench")
 
 
 def _stubs(tmp_path, labels):
@@ -301,7 +302,7 @@ def _records(output):
 def test_the_step_runs_the_benchmark_in_the_engine_container_and_sends_its_report_back(tmp_path):
     cfg = _cluster("vllm")
     script = tmp_path / "bench.sh"
-    script.write_text(render_phase(cfg, cfg.head, "bench"))
+    script.write_text(render_phase(Run(cfg), cfg.head, "bench"))
     env = _stubs(tmp_path, "vllm v0.8.5 true")
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -316,7 +317,7 @@ def test_the_step_runs_the_benchmark_in_the_engine_container_and_sends_its_repor
 def test_the_step_refuses_to_bench_another_engine_than_the_one_running(tmp_path):
     cfg = _cluster("sglang", "v0.4.4")
     script = tmp_path / "bench.sh"
-    script.write_text(render_phase(cfg, cfg.head, "bench"))
+    script.write_text(render_phase(Run(cfg), cfg.head, "bench"))
     done = subprocess.run(["bash", str(script)], env=_stubs(tmp_path, "vllm v0.8.5 true"),
                           capture_output=True, text=True, timeout=60)
     result = next(r for r in _records(done.stdout) if r[0] == "result")
@@ -326,9 +327,9 @@ def test_the_step_refuses_to_bench_another_engine_than_the_one_running(tmp_path)
 
 def test_sglang_044_gets_its_synthetic_prompts_copied_into_the_container(tmp_path):
     cfg = _cluster("sglang", "v0.4.4")
-    bench_step.set_workload(cfg, bench_step.Workload(concurrency=4, prompts=10, seed=3))
+    run = Run(cfg, RunOptions(workload=bench_step.Workload(concurrency=4, prompts=10, seed=3)))
     script = tmp_path / "bench.sh"
-    script.write_text(render_phase(cfg, cfg.head, "bench"))
+    script.write_text(render_phase(run, cfg.head, "bench"))
     done = subprocess.run(["bash", str(script)], env=_stubs(tmp_path, "sglang v0.4.4 true"),
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -340,7 +341,7 @@ def test_sglang_044_gets_its_synthetic_prompts_copied_into_the_container(tmp_pat
 def test_a_dry_run_runs_no_benchmark(tmp_path):
     cfg = _cluster("vllm")
     script = tmp_path / "bench.sh"
-    script.write_text(render_phase(cfg, cfg.head, "bench"))
+    script.write_text(render_phase(Run(cfg), cfg.head, "bench"))
     done = subprocess.run(["bash", str(script), "--dry-run"], env=_stubs(tmp_path, "vllm v0.8.5 true"),
                           capture_output=True, text=True, timeout=60)
     assert "would run in llmfab-engine: vllm bench serve" in done.stdout
@@ -348,4 +349,4 @@ def test_a_dry_run_runs_no_benchmark(tmp_path):
 
 
 def test_the_bench_phase_has_one_step_that_only_the_head_runs():
-    assert [s.id for s in PHASES["bench"]] == ["bench"]
+    assert PHASES["bench"] == ["bench"] and STEPS["bench"].where == HEAD

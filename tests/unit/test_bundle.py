@@ -8,6 +8,7 @@ import pytest
 
 from llmfab import bundle, config
 from llmfab.script import render_phase
+from llmfab.run import Run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def test_a_bundle_runs_the_same_text_as_the_ssh_path(exported):
     cfg, out, written = exported
     for b in written:
         for phase in ("prep", "check", "deploy", "smoke", "stop"):
-            assert (b.path / "steps" / f"{phase}.sh").read_text() == render_phase(cfg, b.node, phase)
+            assert (b.path / "steps" / f"{phase}.sh").read_text() == render_phase(Run(cfg), b.node, phase)
 
 
 def test_sha256sums_lists_every_file_with_its_hash(exported):
@@ -111,7 +112,7 @@ def test_trtllm_bundles_carry_the_same_cluster_keys_as_fab_deploy_root_only(tmp_
     head, worker = ((b.path / "steps" / "deploy.sh") for b in written)
     assert keys.client_private in head.read_text() and keys.client_private not in worker.read_text()
     assert keys.client_public in worker.read_text() and keys.host_private in worker.read_text()
-    assert head.read_text() == render_phase(cfg, cfg.nodes[0], "deploy")
+    assert head.read_text() == render_phase(Run(cfg), cfg.nodes[0], "deploy")
     assert all(p.stat().st_mode & 0o077 == 0 for p in (head, worker))
 
 

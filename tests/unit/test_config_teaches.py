@@ -7,6 +7,7 @@ import pytest
 from llmfab import config
 from llmfab.errors import ConfigError
 from llmfab.script import render_phase
+from llmfab.run import Run
 
 NODES = [{"name": "n1", "address": "10.0.0.1"}]
 
@@ -44,13 +45,13 @@ def test_a_pair_is_free_when_the_installer_is_named_or_only_the_driver_is_instal
 
 def test_without_the_cuda_toolkit_the_driver_step_neither_installs_nor_wants_nvcc():
     c = config.parse({"nodes": NODES, "nvidia": {"cuda_toolkit": False}})
-    text = render_phase(c, c.nodes[0], "prep")
+    text = render_phase(Run(c), c.nodes[0], "prep")
     assert "local upgrade=0 toolkit=0" in text and "parts=(--silent)" in text
 
 
 def test_the_nvidia_docker_and_system_steps_fail_independently():
     c = config.parse({"nodes": NODES})
-    text = render_phase(c, c.nodes[0], "prep")
+    text = render_phase(Run(c), c.nodes[0], "prep")
     assert "LLMFAB_GROUPS=(build-prereqs=nvidia nvidia-driver=nvidia" in text
     assert "docker=docker container-toolkit=docker" in text
 

@@ -9,7 +9,8 @@ import pytest
 from llmfab import config as config_mod
 from llmfab.deployment import DeploymentError, build
 from llmfab.script import render_phase
-from llmfab.steps.engine import deployment
+from llmfab.run import Run
+from llmfab.deployment import build as deployment
 
 REPO = Path(__file__).resolve().parents[2]
 PHASES = ["deploy", "smoke", "status", "logs", "stop", "check"]
@@ -28,7 +29,7 @@ def test_every_phase_script_is_clean_under_shellcheck_and_bash_n(cluster, tmp_pa
     for node in cluster.nodes:
         for phase in PHASES:
             path = tmp_path / f"{node.name}-{phase}.sh"
-            path.write_text(render_phase(cluster, node, phase))
+            path.write_text(render_phase(Run(cluster), node, phase))
             subprocess.run(["bash", "-n", str(path)], check=True)
             paths.append(str(path))
     subprocess.run(["shellcheck", "-S", "warning", *paths], check=True)
@@ -49,8 +50,8 @@ def test_each_launch_command_reaches_bash_as_one_command_with_every_argument(clu
 def test_the_head_waits_for_workers_and_workers_wait_for_the_head():
     cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
     head, worker = cfg.nodes
-    head_script = render_phase(cfg, head, "deploy")
-    worker_script = render_phase(cfg, worker, "deploy")
+    head_script = render_phase(Run(cfg), head, "deploy")
+    worker_script = render_phase(Run(cfg), worker, "deploy")
     assert "LLMFAB_STEPS=(engine-image engine-api-key engine-files engine-firewall engine-launch engine-cluster engine-serve engine-ready)" in head_script
     assert "llmfab_port_open \"$head\" \"$port\"" in worker_script and "port=6379" in worker_script
 
@@ -76,7 +77,7 @@ def test_trtllm_keys_are_made_once_per_cluster_root_only_and_only_the_head_gets_
     cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
     cfg.engine.name, cfg.engine.api_key = "trtllm", "none"
     head, worker = cfg.nodes
-    head_script, worker_script = render_phase(cfg, head, "deploy"), render_phase(cfg, worker, "deploy")
+    head_script, worker_script = render_phase(Run(cfg), head, "deploy"), render_phase(Run(cfg), worker, "deploy")
     keys = mpikeys.ensure(cfg.cluster.name)
     assert keys == mpikeys.ensure(cfg.cluster.name)  # made once, reused (bundles and fab deploy agree)
     where = tmp_path / "state" / cfg.cluster.name / "mpi-ssh"
@@ -94,7 +95,7 @@ def test_trtllm_keys_are_made_once_per_cluster_root_only_and_only_the_head_gets_
 def test_the_trtllm_head_waits_for_every_workers_sshd_before_mpirun():
     cfg = config_mod.load(REPO / "configs" / "h20-2x8.yaml")
     cfg.engine.name, cfg.engine.api_key = "trtllm", "none"
-    script = render_phase(cfg, cfg.nodes[0], "deploy")
+    script = render_phase(Run(cfg), cfg.nodes[0], "deploy")
     serve = script[script.index("step_engine_serve() {"):]
     assert serve.index('llmfab_port_open "${addresses[i]}" "$port"') < serve.index('llmfab_do "\'mpirun')
     assert "addresses=(10.10.0.12)" in serve and "port=2233" in serve

@@ -4,6 +4,7 @@ import pytest
 
 from llmfab import checks, config
 from llmfab.deployment import DeploymentError, build
+from llmfab.run import Run
 from llmfab.steps.firewall import filtered_ports, ruleset
 from llmfab.steps.preflight import expect
 
@@ -34,17 +35,17 @@ class TestDefaults:
             assert flag in payload
 
     def test_the_rules_let_in_only_the_nodes_and_this_host(self):
-        rules = ruleset(parse())
+        rules = ruleset(Run(parse()))
         assert "elements = { 10.0.0.1, 10.0.0.2, 127.0.0.1 }" in rules
         assert "tcp dport { 6379, 6380-6391, 10001, 10002-19999 } drop" in rules
         assert "40000" not in rules
 
     def test_an_endpoint_without_a_key_is_filtered_like_the_internal_ports(self):
-        assert (40000, 40000, "the API without a key") in filtered_ports(parse(api_key="none"))
+        assert (40000, 40000, "the API without a key") in filtered_ports(Run(parse(api_key="none")))
 
     @pytest.mark.parametrize("engine, ports", [("sglang", "20001-20100"), ("trtllm", "2233")])
     def test_every_engine_filters_its_own_unauthenticated_store(self, engine, ports):
-        rules = ruleset(parse(name=engine, api_key="none"))
+        rules = ruleset(Run(parse(name=engine, api_key="none")))
         assert f"tcp dport {{ {ports}, 40000 }} drop" in rules
 
     def test_trtllm_refuses_the_default_key_and_says_how_to_serve_it(self):
@@ -58,7 +59,7 @@ class TestDefaults:
 
 
 def judged(listening: str, firewall: tuple[int, str] = (1, "Error: No such file or directory")):
-    e = expect(parse(), parse().nodes[0])
+    e = expect(Run(parse()), parse().nodes[0])
     out = {"listening": (0, listening), "firewall": firewall}
     report = checks.NodeReport("n1")
     checks._exposure(report, e, out)
@@ -72,7 +73,7 @@ class TestTheCheck:
         assert c.status == "fail" and "6379, 10001" in c.evidence and "fab deploy" in c.fix
 
     def test_the_same_ports_behind_llmfabs_rules_pass(self):
-        rules = ruleset(parse()).split("delete table inet llmfab\n")[1]
+        rules = ruleset(Run(parse())).split("delete table inet llmfab\n")[1]
         c = judged("LISTEN 0 128 0.0.0.0:6379 0.0.0.0:*\n", (0, rules))
         assert c.status == "pass" and "only the cluster" in c.evidence
 

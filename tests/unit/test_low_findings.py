@@ -34,6 +34,6 @@ def test_a_heredoc_never_ends_early_even_when_the_content_names_its_delimiter():
 
 def test_a_served_name_with_regex_characters_is_matched_literally():
     from llmfab.shell import render
-    text = render("engine/ready.sh.j2", container="c", health="h", models="m", info="", served="R1[x",
+    text = render("engine/engine-ready.sh.j2", container="c", health="h", models="m", info="", served="R1[x",
                   timeout=30, key_file="", logs=[])
     assert 'grep -qF -- "\\"$served\\""' in text

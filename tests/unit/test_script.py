@@ -10,6 +10,7 @@ import pytest
 from llmfab import config
 from llmfab.results import Status, parse_record, step_result
 from llmfab.script import render_phase
+from llmfab.run import Run
 
 RAW = {
     "cluster": {"name": "c1"},
@@ -37,26 +38,26 @@ def run_script(text: str, tmp_path: Path, *args: str) -> list:
 
 def test_the_prep_script_passes_shellcheck_and_bash_n(cluster, tmp_path):
     path = tmp_path / "prep.sh"
-    path.write_text(render_phase(cluster, cluster.nodes[1], "prep"))
+    path.write_text(render_phase(Run(cluster), cluster.nodes[1], "prep"))
     subprocess.run(["bash", "-n", str(path)], check=True)
     assert shutil.which("shellcheck"), "shellcheck must be installed (apt-get install shellcheck)"
     subprocess.run(["shellcheck", "-S", "warning", str(path)], check=True)
 
 
 def test_each_node_gets_its_own_identity(cluster):
-    n1 = render_phase(cluster, cluster.nodes[0], "prep")
-    n2 = render_phase(cluster, cluster.nodes[1], "prep")
+    n1 = render_phase(Run(cluster), cluster.nodes[0], "prep")
+    n2 = render_phase(Run(cluster), cluster.nodes[1], "prep")
     assert "LLMFAB_ROLE=head" in n1 and "LLMFAB_ROLE=worker" in n2
     assert "LLMFAB_RANK=1" in n2
 
 
 def test_a_hostile_model_path_stays_quoted_data_in_the_script(cluster):
-    text = render_phase(cluster, cluster.nodes[0], "prep")
+    text = render_phase(Run(cluster), cluster.nodes[0], "prep")
     assert "LLMFAB_MODEL_PATH='/models/$(reboot); rm -rf ~'" in text
 
 
 def test_dry_run_reports_each_step_and_changes_nothing(cluster, tmp_path):
-    results = run_script(render_phase(cluster, cluster.nodes[0], "prep"), tmp_path, "--dry-run")
+    results = run_script(render_phase(Run(cluster), cluster.nodes[0], "prep"), tmp_path, "--dry-run")
     steps = [r.step for r in results]
     assert steps[:5] == ["os-check", "node-identity", "kernel-hold", "nofile-limit", "sysctl-net"]
     assert {"nvidia-driver", "fabric-manager", "docker", "container-toolkit", "gpudirect-rdma"} <= set(steps)
@@ -67,7 +68,7 @@ def test_dry_run_reports_each_step_and_changes_nothing(cluster, tmp_path):
 
 def test_an_unknown_option_is_refused(cluster, tmp_path):
     script = tmp_path / "p.sh"
-    script.write_text(render_phase(cluster, cluster.nodes[0], "prep"))
+    script.write_text(render_phase(Run(cluster), cluster.nodes[0], "prep"))
     out = subprocess.run(["bash", str(script), "--yes"], capture_output=True, text=True)
     assert out.returncode == 2 and "unknown option: --yes" in out.stderr
 

@@ -72,16 +72,16 @@ def test_the_router_listens_on_the_engines_bind_address_and_knows_every_groups_h
 def test_every_router_script_is_clean_under_shellcheck_and_bash_n(engine, tmp_path, monkeypatch):
     import subprocess
 
+    from llmfab.run import Run, RunOptions
     from llmfab.script import render_phase
-    from llmfab.steps import router as router_steps
 
     monkeypatch.setenv("LLMFAB_STATE", str(tmp_path))
     cfg = parse({"group_size": 2}, engine=engine)
-    router_steps.target(cfg, serving.groups(cfg)[1])
+    run = Run(cfg, RunOptions(serving_group=2))
     paths = []
     for phase in ("router", "router-status", "router-stop", "router-drain", "router-admit"):
         path = tmp_path / f"{phase}.sh"
-        path.write_text(render_phase(cfg, serving.router_node(cfg), phase))
+        path.write_text(render_phase(run, serving.router_node(cfg), phase))
         subprocess.run(["bash", "-n", str(path)], check=True)
         paths.append(str(path))
     subprocess.run(["shellcheck", "-S", "warning", *paths], check=True)
