@@ -29,8 +29,9 @@ pytestmark = pytest.mark.real_engine
 SLOT = (int(os.environ.get("LLMFAB_TESTHOST_PORT", "2222")) - 2222) % 17
 FIRST_OCTET = 171 + 2 * SLOT
 A, B = f"127.0.0.{FIRST_OCTET}", f"127.0.0.{FIRST_OCTET + 1}"
-ENGINE_PORT, DIST_PORT = 43061 + SLOT, 23061 + 200 * SLOT
-ROUTER_PORT, METRICS_PORT = 44061 + SLOT, 45061 + SLOT
+# Below the ephemeral range (32768-60999), where an outgoing connection could hold one first.
+ENGINE_PORT, DIST_PORT = 30061 + SLOT, 25061 + 100 * SLOT
+ROUTER_PORT, METRICS_PORT = 30161 + SLOT, 30261 + SLOT
 ROUTER = f"http://{A}:{ROUTER_PORT}"
 OPTIONS = {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "max_model_len": 512,
            "max_num_batched_tokens": 512, "max_num_seqs": 8}
