@@ -278,14 +278,28 @@ class Docker(Section):
 class Miniconda(Section):
     enabled: bool = False
     prefix: str = "/opt/miniconda3"
-    installer_url: str = "https://repo.anaconda.com/miniconda/Miniconda3-latest-Linux-x86_64.sh"
-    # Required to run a downloaded installer: name a versioned installer and its sha256.
+    # A versioned Miniconda installer (https:// or file://), with the sha256 you verified:
+    # llmfab ships no default, because "latest" cannot be pinned.
+    installer_url: Optional[str] = None
     installer_sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
-    # default: the installer's own channels; tsinghua / aliyun: the runbook's mirrors.
-    channels: Literal["default", "tsinghua", "aliyun"] = "default"
+    # Channel URLs for one managed .condarc (the runbook's site mirrors); empty:
+    # the installer's own channels.
+    channels: list[str] = Field(default_factory=list)
     shell: Literal["bash", "zsh"] = "bash"
 
     _u = field_validator("installer_url")(classmethod(lambda cls, v: _exec_url(v)))
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        return [_url(url) for url in v]
+
+    @model_validator(mode="after")
+    def _installer_named(self) -> "Miniconda":
+        if self.enabled and self.installer_url is None:
+            raise ValueError("installer_url: required when miniconda is enabled: name a versioned "
+                             "Miniconda installer and set installer_sha256 to the sha256 you verified")
+        return self
 
     @field_validator("prefix")
     @classmethod
@@ -296,9 +310,9 @@ class Miniconda(Section):
 
 
 class Mirrors(Section):
-    # A Debian/Ubuntu archive mirror, e.g. https://mirrors.tuna.tsinghua.edu.cn/ubuntu
+    # A Debian/Ubuntu archive mirror, e.g. https://mirror.example/ubuntu
     apt: Optional[str] = None
-    # A PyPI simple index, e.g. https://pypi.tuna.tsinghua.edu.cn/simple
+    # A Python package index (simple API), e.g. https://pypi.mirror.example/simple
     pip: Optional[str] = None
 
     _u = field_validator("apt", "pip")(classmethod(lambda cls, v: _url(v)))

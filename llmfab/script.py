@@ -53,10 +53,21 @@ def render_step(step: Step, run: Run, node: Node) -> str:
 
 def render_phase(run: Run, node: Node, phase: str) -> str:
     """Return the complete bash script that performs PHASE on NODE."""
-    config = run.config
-    steps = steps_for(phase, run, node)
+    return _assemble(run, node, phase, steps_for(phase, run, node))
+
+
+def render_steps(run: Run, node: Node, phase: str, ids: list[str]) -> str:
+    """The script of PHASE on NODE cut down to the steps IDS (step cases run one step alone)."""
+    steps = [s for s in steps_for(phase, run, node) if s.id in ids]
+    missing = set(ids) - {s.id for s in steps}
+    if missing:
+        raise KeyError(f"{phase} on {node.name} has no step(s) {', '.join(sorted(missing))}")
+    return _assemble(run, node, phase, steps)
+
+
+def _assemble(run: Run, node: Node, phase: str, steps: list[Step]) -> str:
     parts = [
-        HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(config.cluster.name),
+        HEADER.format(version=__version__, phase=phase, node=node.name, cluster=comment(run.config.cluster.name),
                       lock=0 if phase in UNLOCKED else 1),
         LIBRARY,
     ]

@@ -91,7 +91,8 @@ def test_generated_prep_scripts_are_clean_under_shellcheck(tmp_path):
     from llmfab import config as config_mod
     from llmfab.run import Run
     from llmfab.script import render_phase
-    raw = {"nodes": [{"name": "n1", "address": "10.0.0.1"}], "miniconda": {"enabled": True, "channels": "aliyun"},
+    raw = {"nodes": [{"name": "n1", "address": "10.0.0.1"}], "miniconda": {"enabled": True, "installer_url": "https://conda.example/Miniconda3-py312_25.1.1-2-Linux-x86_64.sh",
+                                                                            "channels": ["https://conda.example/anaconda/pkgs/main/"]},
            "mirrors": {"apt": "https://mirrors.example.org/ubuntu", "pip": "https://pypi.example.org/simple"}}
     cfg = config_mod.parse(raw)
     script = tmp_path / "prep.sh"
