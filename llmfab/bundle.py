@@ -36,7 +36,8 @@ BUNDLE_PHASES = ("prep", "check", "deploy", "smoke", "status", "logs", "stop", "
 PACKAGE = Path(__file__).resolve().parent
 # The preflight judge runs on the node with its own python3: the same module fab uses.
 CHECK_LIBRARY = ["__init__.py", "checks.py", "cuda.py", "facts/__init__.py", "facts/base.py", "facts/fabricmanager.py",
-                 "facts/gpu.py", "facts/ib.py", "facts/net.py", "facts/failures.py", "facts/nccl.py"]
+                 "facts/gpu.py", "facts/ib.py", "facts/net.py", "facts/failures.py", "facts/nccl.py",
+                 "facts/system.py"]
 
 
 MARKER = ".llmfab-bundle"

@@ -67,20 +67,14 @@ class EngineRules:
     pp_caveat: Optional[str] = None
 
 
-ENGINES: dict[str, EngineRules] = {
-    "vllm": EngineRules(
-        "--gpu-memory-utilization", "total", "--max-model-len", "--kv-cache-dtype fp8", "--num-gpu-blocks-override",
-    ),
-    "sglang": EngineRules(
-        "--mem-fraction-static", "static", "--context-length", "--kv-cache-dtype fp8_e5m2", "--max-total-tokens",
-        pp_caveat="SGLang has --pp-size only since spring 2025 (sgl-project/sglang#5724); "
-                  "v0.4.4 has no pipeline parallelism",
-    ),
-    "trtllm": EngineRules(
-        "--kv_cache_free_gpu_memory_fraction", "free", "--max_seq_len", "kv_cache_config.dtype: fp8",
-        "kv_cache_config.max_tokens",
-    ),
-}
+def _rules() -> dict[str, EngineRules]:
+    """Each engine's rule, from its default version's profile file (``capacity:``)."""
+    from . import engines
+
+    return {name: EngineRules(**engines.get_profile(name).capacity) for name in engines.ENGINES}
+
+
+ENGINES: dict[str, EngineRules] = _rules()
 
 
 class CapacityPlan(BaseModel):

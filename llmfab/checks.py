@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from . import cuda
-from .facts import fabricmanager, gpu, ib, net
+from .facts import fabricmanager, gpu, ib, net, system
+from .facts.base import Fact
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 MIN_SHM_GB = 64
@@ -70,24 +71,45 @@ class NodeReport:
         self.checks.append(Check(name, PASS if ok else (WARN if warn else FAIL), evidence, "" if ok else fix))
 
 
+# The probes that are declared facts, by the name the check step reports them
+# under: the judges read facts[gpu.QUERY], parsed by the fact's own parser.
+# "gids" runs show_gids for the configured HCAs only (ib.gids_command).
+FACTS: dict[str, Fact] = {
+    "gpu": gpu.QUERY, "fm_active": fabricmanager.IS_ACTIVE, "smi_q": gpu.QUERY_ALL,
+    "fm_version": fabricmanager.PACKAGE, "lsmod": system.LSMOD, "modules_load": system.MODULES_LOAD,
+    "ibstat": ib.IBSTAT, "gids": ib.SHOW_GIDS, "shm": system.SHM, "nofile": system.NOFILE, "clock": system.CLOCK,
+}
+_PROBE_OF = {fact.name: name for name, fact in FACTS.items()}
+
+
+class Facts:
+    """One node's probe outputs, read through their facts: ``facts[gpu.QUERY]`` is the parsed value."""
+
+    def __init__(self, out: dict[str, tuple[int, str]]):
+        self.out = out
+
+    def __getitem__(self, fact: Fact):
+        return fact.process(_text(self.out, _PROBE_OF[fact.name]))
+
+
 def probes(expect: Expect) -> dict[str, str]:
     """Probe name -> shell command, for one node."""
     model = expect.model_path
     cmds = {
-        "gpu": gpu.QUERY_COMMAND,
-        "fm_active": fabricmanager.IS_ACTIVE_COMMAND,
-        "smi_q": gpu.QUERY_ALL_COMMAND,
+        "gpu": gpu.QUERY.command,
+        "fm_active": fabricmanager.IS_ACTIVE.command,
+        "smi_q": gpu.QUERY_ALL.command,
         "fm_log": fabricmanager.STATUS_COMMAND + " 2>&1 || true",
-        "fm_version": "dpkg-query -W -f='${Package} ${Version}\\n' 'nvidia-fabricmanager*' 2>/dev/null | grep -v ' $' || true",
-        "lsmod": "lsmod",
-        "modules_load": "cat /etc/modules-load.d/*.conf 2>/dev/null || true",
-        "ibstat": ib.IBSTAT_COMMAND,
+        "fm_version": fabricmanager.PACKAGE.command,
+        "lsmod": system.LSMOD.command,
+        "modules_load": system.MODULES_LOAD.command,
+        "ibstat": ib.IBSTAT.command,
         "gids": ib.gids_command([h.split(":")[0] for h in expect.hcas]),
         "addr": net.addr_command(expect.interface),
         "link": net.link_command(expect.interface),
         "route": f"ip -o route get {expect.head_address}",
-        "shm": "df -k --output=size /dev/shm | tail -n 1",
-        "nofile": "cat /etc/security/limits.conf /etc/security/limits.d/*.conf 2>/dev/null || true",
+        "shm": system.SHM.command,
+        "nofile": system.NOFILE.command,
         "disk": f"p={_q(model)}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; df -k --output=avail \"$p\" | tail -n 1",
         "model_files": f"find {_q(model)} -maxdepth 1 -type f -printf '%f\\t%s\\n' 2>/dev/null || true",
         "model_index": f"cat {_q(model + '/model.safetensors.index.json')}",
@@ -97,7 +119,7 @@ def probes(expect: Expect) -> dict[str, str]:
         "ours": "docker ps -q --filter label=llmfab.engine 2>/dev/null || true",
         "listening": "ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null",
         "firewall": "nft list table inet llmfab",
-        "clock": "date +%s.%N",
+        "clock": system.CLOCK.command,
     }
     return cmds
 
@@ -126,7 +148,7 @@ def _rc(out, name) -> int:
 
 
 def _gpu(r: NodeReport, e: Expect, out) -> None:
-    inv = gpu.parse_query_gpu(_text(out, "gpu"))
+    inv = Facts(out)[gpu.QUERY]
     if not inv.ok:
         why = inv.failure.cause if inv.failure else inv.reason
         fix = inv.failure.fix if inv.failure else "install the NVIDIA driver (fab prep)"
@@ -164,12 +186,11 @@ def _fabric_manager(r: NodeReport, e: Expect, out) -> None:
     if not e.fabricmanager:
         r.add("fabric manager", True, "not managed here (nvidia.fabricmanager: false)", "")
         return
-    state = fabricmanager.parse_is_active(_text(out, "fm_active"))
-    versions = dict(line.split(" ", 1) for line in _text(out, "fm_version").splitlines() if " " in line)
-    fm = next(iter(versions.values()), None)
+    facts = Facts(out)
+    state, fm = facts[fabricmanager.IS_ACTIVE], facts[fabricmanager.PACKAGE]
     evidence = f"nvidia-fabricmanager {state.state or 'unknown'}, package {fm or 'not installed'}"
     if fabricmanager.nothing_to_do(_text(out, "fm_log")):
-        waiting = [f for f in gpu.parse_smi_q(_text(out, "smi_q")).fabric if f.verdict == "pending"]
+        waiting = [f for f in facts[gpu.QUERY_ALL].fabric if f.verdict == "pending"]
         evidence += "; it found no NVSwitch to manage (NV_WARN_NOTHING_TO_DO)" + (
             f", yet {len(waiting)} GPU(s) wait for fabric registration" if waiting
             else ": no NVSwitch here; set nvidia.fabricmanager: false")
@@ -185,7 +206,7 @@ def _fabric_manager(r: NodeReport, e: Expect, out) -> None:
 
 def _fabric_state(r: NodeReport, e: Expect, out) -> None:
     """Every GPU's NVLink fabric registration (nvidia-smi -q): Completed/Success, or no fabric at all."""
-    smi = gpu.parse_smi_q(_text(out, "smi_q"))
+    smi = Facts(out)[gpu.QUERY_ALL]
     if smi.failure or (smi.reason and not smi.fabric):
         r.add("NVLink fabric", False, f"nvidia-smi -q: {smi.failure.cause if smi.failure else smi.reason}",
               "read the fabric state by hand: nvidia-smi -q | grep -A3 Fabric", warn=True)
@@ -205,16 +226,16 @@ def _fabric_state(r: NodeReport, e: Expect, out) -> None:
 
 
 def _peermem(r: NodeReport, e: Expect, out) -> None:
-    loaded = any(line.split()[:1] == ["nvidia_peermem"] for line in _text(out, "lsmod").splitlines())
-    persisted = "nvidia-peermem" in _text(out, "modules_load") or "nvidia_peermem" in _text(out, "modules_load")
+    facts = Facts(out)
+    loaded, persisted = "nvidia_peermem" in facts[system.LSMOD], "nvidia_peermem" in facts[system.MODULES_LOAD]
     r.add("nvidia_peermem", loaded and persisted,
           f"{'loaded' if loaded else 'not loaded'}, {'persisted' if persisted else 'not in /etc/modules-load.d'}",
           "modprobe nvidia-peermem and list it in /etc/modules-load.d (fab prep) or GPUDirect RDMA is silently off")
 
 
 def _hcas(r: NodeReport, e: Expect, out) -> None:
-    parsed = ib.parse_ibstat(_text(out, "ibstat"))
-    gids = ib.parse_show_gids(_text(out, "gids"))
+    facts = Facts(out)
+    parsed, gids = facts[ib.IBSTAT], facts[ib.SHOW_GIDS]
     for hca in ib.hca_status(parsed, [h.split(":")[0] for h in e.hcas]):
         r.add(f"HCA {hca.name}", hca.ok, hca.detail or ("Active" if hca.ok else "not active"),
               f"bring {hca.name} up (ibstat shows its port state), or drop it from network.nccl_ib_hca")
@@ -254,14 +275,13 @@ def _interface(r: NodeReport, e: Expect, out) -> None:
 
 
 def _shm(r: NodeReport, e: Expect, out) -> None:
-    kb = _int(_text(out, "shm"))
+    kb = Facts(out)[system.SHM]
     r.add("/dev/shm", kb is not None and kb >= MIN_SHM_GB * 1024 * 1024, f"{(kb or 0) / 1024 / 1024:.0f} GB",
           "containers use --ipc=host; make /dev/shm large (NCCL shm transport)", warn=True)
 
 
 def _nofile(r: NodeReport, e: Expect, out) -> None:
-    values = [int(m.group(2)) for m in re.finditer(r"^\s*(\*|root)\s+hard\s+nofile\s+(\d+)", _text(out, "nofile"), re.M)]
-    best = max(values, default=0)
+    best = Facts(out)[system.NOFILE]
     r.add("nofile limit", best >= e.nofile, f"hard nofile {best or 'default'}",
           f"raise nofile to {e.nofile} (fab prep writes /etc/security/limits.d/90-llmfab-nofile.conf)")
 
@@ -396,12 +416,12 @@ def judge_cluster(expects: dict[str, Expect], outs: dict[str, dict[str, tuple[in
                   collected_at: dict[str, float]) -> list[Check]:
     """Cross-node consistency: one driver, one image, clocks close to the head's."""
     checks: list[Check] = []
-    drivers = {n: gpu.parse_query_gpu(_text(o, "gpu")).driver_version for n, o in outs.items()}
+    drivers = {n: Facts(o)[gpu.QUERY].driver_version for n, o in outs.items()}
     same(checks, "driver version", drivers, "install the same driver on every node")
     images = {n: (_text(o, "image").strip() if _rc(o, "image") == 0 else None) for n, o in outs.items()}
     same(checks, "engine image ID", images, "load the same image (same digest) on every node: Ray refuses mixed versions")
     head = next((n for n, e in expects.items() if e.is_head), None)
-    clocks = {n: _float(_text(o, "clock")) for n, o in outs.items()}
+    clocks = {n: Facts(o)[system.CLOCK] for n, o in outs.items()}
     if head and clocks.get(head) is not None:
         skew = {n: abs((c - collected_at[n]) - (clocks[head] - collected_at[head]))
                 for n, c in clocks.items() if c is not None}
@@ -416,13 +436,6 @@ def same(checks: list[Check], name: str, values: dict[str, Optional[str]], fix: 
     ok = len(distinct) == 1 and None not in distinct
     evidence = "; ".join(f"{n}: {(v or 'none')[:24]}" for n, v in values.items())
     checks.append(Check(name, PASS if ok else FAIL, evidence, "" if ok else fix))
-
-
-def _float(text: str) -> Optional[float]:
-    try:
-        return float(text.strip())
-    except ValueError:
-        return None
 
 
 def as_json(nodes: list[NodeReport], cluster: list[Check], unreachable: dict[str, str] | None = None) -> str:

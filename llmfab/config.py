@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .config_errors import problem
 from .errors import ConfigError, Problem, UsageError
@@ -345,7 +346,7 @@ class Model(Section):
 
 
 class Engine(Section):
-    name: Literal["vllm", "sglang", "trtllm"] = "vllm"
+    name: str = "vllm"
     version: Optional[str] = None
     port: int = Field(40000, ge=1, le=65535)
     # The ranks' rendezvous (vLLM --master-port, SGLang --dist-init-addr port).
@@ -361,6 +362,18 @@ class Engine(Section):
     # The cross-node all-reduce of `fab check --nccl` gives up after this long.
     nccl_timeout: int = Field(300, ge=10, le=3600)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _engine_name(cls, v: Any) -> Any:
+        # The names come from the one engine registry (llmfab/engines ENGINES).
+        from .engines import ENGINES
+
+        if v not in ENGINES:
+            names = [repr(n) for n in ENGINES]
+            raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                      {"expected": ", ".join(names[:-1]) + " or " + names[-1]})
+        return v
 
     @field_validator("api_key")
     @classmethod

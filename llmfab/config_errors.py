@@ -12,12 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .engines import ENGINES
 from .errors import Problem
 
 # Fixes shown under an error, by the field's full path (nodes[N] written nodes[]),
 # then by its last part.
 PATH_FIXES = {
-    "engine.name": "use one of vllm, sglang, trtllm",
+    "engine.name": "use one of " + ", ".join(ENGINES),
     "cluster.name": "use a short name for the cluster, e.g. h20-2x8",
     "nvidia": "keep the pair NVIDIA publishes (see configs/h20-2x8.yaml), set nvidia.installer_url to a .run you "
               "have, or set nvidia.cuda_toolkit: false for the driver alone",

@@ -69,7 +69,7 @@ def build(config: ClusterConfig, engine: Optional[str] = None, version: Optional
     options = engines.coerce_options(profile, wanted)
     errors = engines.check_parallelism(profile, options, len(config.nodes), config.gpu.per_node)
     if errors:
-        keys = [k for k in LAYOUT_KEYS[profile.engine] if k in profile.option_keys()]
+        keys = [k for k in profile.layout["parallel"] if k in profile.option_keys()]
         raise DeploymentError("; ".join(errors) + f". Set {' / '.join(f'engine.options.{k}' for k in keys)} in "
                               f"{config.source or 'the config'}, or leave them out: llmfab then uses every GPU "
                               f"({layout_words(profile, config)})")
@@ -107,27 +107,15 @@ def _driver_runs_image(config: ClusterConfig, profile: EngineProfile) -> None:
         + (f", or engine.version to {' or '.join(others)}" if others else "") + f" (rule: {cuda.SOURCE})")
 
 
-# The options that shape the parallel layout, per engine.
-LAYOUT_KEYS = {
-    "vllm": ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"),
-    "sglang": ("tp_size", "pp_size", "ep_size", "dp_size", "attn_dp_size"),
-    "trtllm": ("tp_size", "pp_size", "ep_size"),
-}
-
-
 def layout_defaults(profile: EngineProfile, config: ClusterConfig, given: dict) -> dict:
     """A layout over every GPU of this cluster, unless the config sets one.
 
     vLLM: TP across a node's GPUs (NVLink), PP across nodes. SGLang and
     TensorRT-LLM: one TP group over all GPUs (TensorRT-LLM: experts likewise).
     """
-    if any(k in given for k in LAYOUT_KEYS[profile.engine]):
+    if any(k in given for k in profile.layout["parallel"]):
         return {}
-    nodes, per_node = len(config.nodes), config.gpu.per_node
-    if profile.engine == "vllm":
-        layout = {"tensor_parallel_size": per_node, "pipeline_parallel_size": nodes}
-    else:
-        layout = {"tp_size": nodes * per_node, "pp_size": 1, "ep_size": nodes * per_node}
+    layout = engines.plugin(profile.engine).default_layout(len(config.nodes), config.gpu.per_node)
     defaults = engines.default_options(profile)
     return {k: v for k, v in layout.items() if k in defaults}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmfab import capacity
+from llmfab import capacity, engines
 from llmfab.engines import sglang
 from llmfab.deployment import Deployment, build
 from llmfab.errors import Refused
@@ -15,20 +15,14 @@ from llmfab.session import refuse_hosts, reported_errors
 
 from .options import EXAMPLE_CONFIG, engine_override, task
 
-# Where each engine keeps the figures the planner needs, by option name.
-LAYOUT = {
-    "vllm": {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "fraction": "gpu_memory_utilization",
-             "context": "max_model_len", "kv": "kv_cache_dtype"},
-    "sglang": {"tp": "tp_size", "pp": "pp_size", "fraction": "mem_fraction_static", "context": "context_length",
-               "kv": "kv_cache_dtype", "cap": "max_total_tokens"},
-    "trtllm": {"tp": "tp_size", "pp": "pp_size", "fraction": "kv_cache_free_gpu_memory_fraction",
-               "context": "max_seq_len", "kv": "kv_cache_dtype"},
-}
+# Where each engine keeps the figures the planner needs, by option name: the
+# layout: of its profile files (the same in every version of an engine).
+LAYOUT = {name: engines.get_profile(name).layout for name in engines.ENGINES}
 
 
 def _engine_default_fraction(engine: str, tp: int) -> float:
     """The memory fraction an engine uses when the options give none (vLLM and TRT-LLM: 0.9)."""
-    return sglang.default_mem_fraction(tp) if engine == "sglang" else 0.9
+    return engines.plugin(engine).default_mem_fraction(tp)
 
 
 def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capacity.CapacityPlan | None:
@@ -37,7 +31,7 @@ def capacity_plan(config, d: Deployment, context_len: int | None = None) -> capa
         spec = load_model(config.model.id)
     except UnknownModelError:
         return None
-    keys, opts = LAYOUT[d.engine], d.options
+    keys, opts = d.profile.layout, d.options
     kv = str(opts.get(keys["kv"]) or "auto")
     return capacity.plan(
         spec, dtype=config.model.dtype, kv_dtype="fp8" if kv.startswith("fp8") else "bf16",
@@ -88,7 +82,7 @@ def _print(cfg, d: Deployment, result: capacity.CapacityPlan, json_: bool) -> No
     else:
         console().print(capacity.render_plan(result))
         if result.suggestions and any("TP" in s for s in result.suggestions):
-            keys = LAYOUT[d.engine]
+            keys = d.profile.layout
             where = " and ".join(f"engine.options.{k}" for k in (keys["tp"], keys["pp"]) if k in d.profile.option_keys())
             console().print(f"a layout is set with {where} in {cfg.source}")
     if result.verdict == "refuse":

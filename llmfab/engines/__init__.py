@@ -7,32 +7,41 @@ Call from tasks::
     errors = validate_options(profile, options)     # readable, one per problem
     steps = render_plan(profile, launch)            # list[Step]: node, what, argv, wait
 
+An engine is a plug-in: a module registered in ``ENGINES`` (the one list of
+engine names) with ``NAME``, ``DEFAULT_VERSION``, ``PROFILES`` (loaded from its
+data files, ``profiles/<engine>-<version>.yaml``) and its behaviour:
+``default_options``, ``check_parallelism``, ``plan``, ``internal_ports``,
+``rendezvous_port``, ``default_mem_fraction``, ``default_layout``, ``files``. An engine version is a data
+file only.
+
 Each Step's ``argv`` is a list of strings for ``subprocess``/Fabric (join it
 with ``shlex.join`` only to display or to write into a script).
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Callable
 
 from llmfab.engines import sglang, trtllm, vllm
-from llmfab.engines.launch import API_KEY_MOUNT, Launch, NodeInfo, Step, check_launch
-from llmfab.engines.profile import (EngineConfigError, EngineProfile, Flag, Readiness,
+from llmfab.engines.launch import API_KEY_MOUNT, Launch, LaunchStep, NodeInfo, Step, check_launch
+from llmfab.engines.profile import (BenchTool, EngineConfigError, EngineProfile, Flag, Readiness,
                                     coerce_options, validate_options)
 
 __all__ = [
-    "API_KEY_MOUNT", "DEFAULT_VERSIONS", "PROFILES", "EngineConfigError", "EngineProfile",
-    "Flag", "Launch", "NodeInfo", "Readiness", "Step", "check_launch", "check_parallelism",
-    "coerce_options", "default_options", "get_profile", "list_engines", "list_versions",
+    "API_KEY_MOUNT", "DEFAULT_VERSIONS", "ENGINES", "PROFILES", "BenchTool", "EngineConfigError", "EngineProfile",
+    "Flag", "Launch", "LaunchStep", "NodeInfo", "Readiness", "Step", "check_launch", "check_parallelism",
+    "coerce_options", "default_options", "get_profile", "list_engines", "list_versions", "plugin",
     "internal_ports", "readiness_urls", "reasoning_options", "render_plan", "validate_options",
 ]
 
-_MODULES = {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
+ENGINES: dict[str, ModuleType] = {module.NAME: module for module in (vllm, sglang, trtllm)}
+"""The one registry of engine names: config validation, defaults, capacity, planning and bench derive from it."""
 
 PROFILES: dict[str, dict[str, EngineProfile]] = {
-    name: dict(module.PROFILES) for name, module in _MODULES.items()}
+    name: dict(module.PROFILES) for name, module in ENGINES.items()}
 
-DEFAULT_VERSIONS = {"vllm": "v0.8.5", "sglang": "v0.4.4", "trtllm": "1.0.0"}
+DEFAULT_VERSIONS = {name: module.DEFAULT_VERSION for name, module in ENGINES.items()}
 """The runbook's pins (TensorRT-LLM: the runbook names no version)."""
 
 _ALIASES = {"tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "trt-llm": "trtllm"}
@@ -69,8 +78,13 @@ def get_profile(engine: str, version: str | None = None) -> EngineProfile:
                    f"{', '.join(PROFILES[name])}")
 
 
+def plugin(engine: str) -> ModuleType:
+    """The module that knows how ENGINE builds its argv (see ``ENGINES``)."""
+    return ENGINES[_engine(engine)]
+
+
 def _module(profile: EngineProfile) -> Any:
-    return _MODULES[profile.engine]
+    return ENGINES[profile.engine]
 
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
@@ -86,7 +100,7 @@ def reasoning_options(profile: EngineProfile, model: str) -> dict[str, Any]:
     """The reasoning-parser options of this profile for MODEL (a name from llmfab/models/), or {}."""
     if model not in REASONING_MODELS:
         return {}
-    return dict(getattr(_module(profile), "REASONING", {}).get(profile.version, {}))
+    return dict(profile.reasoning)
 
 
 def check_parallelism(profile: EngineProfile, options: dict[str, Any], nodes: int,
@@ -104,16 +118,7 @@ def render_plan(profile: EngineProfile, launch: Launch) -> list[Step]:
 def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:
     """The engine's cluster-internal listeners as (first, last, what): none of them
     authenticates, so only the cluster's nodes may reach them (the firewall step)."""
-    if profile.engine == "vllm" and profile.launch_pattern == "ray":
-        pinned = sorted(p for n in launch.nodes for p in launch.ray_ports(n.rank).values())
-        return [(launch.ray_port, launch.ray_port, "Ray GCS"),
-                (pinned[0], pinned[-1], "Ray raylets, object managers, agents, metrics"),
-                (launch.ray_client_port, launch.ray_client_port, "Ray Client server"),
-                (*launch.ray_worker_ports, "Ray workers")]
-    if profile.engine == "trtllm":
-        return [(launch.sshd_port, launch.sshd_port, "the containers' sshd (mpirun)")]
-    what = "torch.distributed store" if profile.engine == "vllm" else "SGLang dist-init store and ZMQ"
-    return [(launch.dist_port, launch.dist_port + launch.dist_span - 1, what)]
+    return _module(profile).internal_ports(profile, launch)
 
 
 def readiness_urls(profile: EngineProfile, launch: Launch) -> dict[str, str]:

@@ -114,13 +114,25 @@ class Launch:
 
 
 @dataclass(frozen=True)
-class Step:
-    """One command of a launch plan: run ``argv`` on ``node``, then wait for ``wait``."""
+class LaunchStep:
+    """One command of a launch plan: run ``argv`` on ``node``, then wait for ``wait``.
+
+    ``log`` is the file the command writes (in ``log_dir``); ``waits_for`` are
+    the (node, port) pairs that must answer before the command starts (a vLLM
+    Ray worker: the head's GCS; TensorRT-LLM's mpirun: every worker's sshd).
+    Steps read these fields instead of parsing the argv.
+    """
 
     node: str
     what: str
     argv: list[str]
     wait: str = ""
+    log: str = ""
+    waits_for: tuple[tuple[NodeInfo, int], ...] = ()
+
+
+Step = LaunchStep
+"""The older name of LaunchStep."""
 
 
 def _check_ipv4(errors: list[str], what: str, value: str) -> None:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Mapping
+
+import yaml
 
 FlagType = Literal["bool", "int", "float", "str", "choice", "json"]
 
@@ -61,6 +65,22 @@ class Readiness:
     extra_paths: tuple[str, ...] = ()
     budget_s: int = 3600
     note: str = ""
+    # Whether readiness also waits for info_path to answer (SGLang's server info).
+    wait_info: bool = False
+
+
+@dataclass(frozen=True)
+class BenchTool:
+    """The serving benchmark an engine version's image ships: its program and how its arguments are built.
+
+    ``args`` names the argument builder (``llmfab/steps/bench.py``); ``needs_prompts_file``:
+    SGLang 0.4.x cuts its "random" prompts from a ShareGPT-layout file.
+    """
+
+    program: tuple[str, ...]
+    args: str
+    source: str
+    needs_prompts_file: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,13 @@ class EngineProfile:
     config_keys: Mapping[str, Flag] = field(default_factory=dict)
     unverified: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # DeepSeek-R1's reasoning options, the bench tool, where the planner finds
+    # its figures (tp, pp, fraction, context, kv, cap; parallel: the layout's
+    # option keys), and the capacity rule (llmfab/capacity.py EngineRules).
+    reasoning: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    bench: BenchTool | None = field(default=None, repr=False)
+    layout: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    capacity: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def image_ref(self) -> str:
@@ -232,3 +259,85 @@ def render_flags(profile: EngineProfile, values: Mapping[str, Any]) -> list[str]
         if key in profile.flags:
             argv += render_value(profile.flags[key], value)
     return argv
+
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+"""One YAML file per engine version: ``<engine>-<version>.yaml``."""
+
+# libyaml's safe loader when PyYAML has it: every fab command loads the profiles (~20 ms instead of ~170).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; flag tables merge per flag, so a child restates only what differs."""
+    out = dict(base)
+    for key, value in over.items():
+        if key in ("flags", "config_keys") and key in base:
+            table = {name: dict(f) for name, f in base[key].items()}
+            for name, f in (value or {}).items():
+                table[name] = {**table.get(name, {}), **f}
+            out[key] = table
+        else:
+            out[key] = value
+    return out
+
+
+def _raw(name: str, seen: tuple[str, ...] = ()) -> dict:
+    """A profile file's keys with its ``extends:`` chain resolved."""
+    if name in seen:
+        raise ValueError(f"engine profile {name}: extends itself through {' -> '.join(seen)}")
+    data = _cited(yaml.load((PROFILE_DIR / f"{name}.yaml").read_text(), Loader=_LOADER))
+    parent = data.pop("extends", None)
+    return _merged(_raw(parent, (*seen, name)), data) if parent else data
+
+
+def _cited(data: dict) -> dict:
+    """Each flag's ``src`` made whole with this file's ``source:`` prefix (or a named ``sources:`` entry),
+    so that a flag inherited through ``extends:`` keeps the citation of the file that verified it."""
+    prefix, sources = data.get("source", ""), data.get("sources", {})
+    for key in ("flags", "config_keys"):
+        for f in (data.get(key) or {}).values():
+            if "src" in f:
+                f["src"] = sources.get(f["src"]) or prefix + f["src"]
+    return data
+
+
+def _flags(data: dict, key: str) -> dict[str, Flag]:
+    rows = []
+    for name, f in (data.get(key) or {}).items():
+        src = f["src"]
+        choices = tuple(f["choices"]) if "choices" in f else None
+        rows.append(Flag(name, f["type"], src, choices, f.get("managed", False), f.get("note", "")))
+    return flag_table(*rows)
+
+
+def profile_from(data: dict) -> EngineProfile:
+    """An EngineProfile from a profile file's (resolved) keys."""
+    ready, cuda, bench = data["readiness"], data["cuda"], data.get("bench")
+    return EngineProfile(
+        engine=data["engine"], version=str(data["version"]), image=data["image"], digest=data.get("digest"),
+        image_source=data["image_source"], cuda_requires=str(cuda["requires"]), min_driver=str(cuda["min_driver"]),
+        cuda_source=cuda["source"], launch_pattern=data["launch_pattern"], flags=_flags(data, "flags"),
+        readiness=Readiness(ready["health"], ready["models"], ready.get("info"), tuple(ready.get("extra", ())),
+                            ready.get("budget_s", 3600), ready.get("note", ""), ready.get("wait_info", False)),
+        api_key_flag=data.get("api_key", {}).get("flag"), api_key_env=data.get("api_key", {}).get("env"),
+        env=dict(data.get("env") or {}), removed=dict(data.get("removed") or {}),
+        config_keys=_flags(data, "config_keys"), unverified=tuple(data.get("unverified", ())),
+        notes=tuple(data.get("notes", ())), reasoning=dict(data.get("reasoning") or {}),
+        bench=BenchTool(tuple(bench["program"]), bench["args"], bench["source"],
+                        bench.get("needs_prompts_file", False)) if bench else None,
+        layout=dict(data.get("layout") or {}), capacity=dict(data.get("capacity") or {}),
+    )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version))
+
+
+def load_profiles(engine: str) -> dict[str, EngineProfile]:
+    """Every version profile of ENGINE from its data files, oldest first."""
+    found = [profile_from(_raw(path.stem)) for path in PROFILE_DIR.glob(f"{engine}-*.yaml")]
+    for p in found:
+        if p.engine != engine:
+            raise ValueError(f"engine profile {p.engine}-{p.version}.yaml is in the files of {engine}")
+    return {p.version: p for p in sorted(found, key=lambda p: _version_key(p.version))}

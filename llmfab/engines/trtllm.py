@@ -12,7 +12,8 @@ serve.py copies declare ``--config`` with ``--extra_llm_api_options`` as an
 alias (the 1.3.0rc11 DeepSeek example uses ``--config``). A newer profile
 should switch ``CONFIG_FLAG``.
 
-Sources: the PyPI ``tensorrt-llm`` packages are stubs that fetch from NVIDIA's
+The version is a data file, ``llmfab/engines/profiles/trtllm-1.0.0.yaml``;
+this module holds only how argv is built. Sources: the ``tensorrt-llm`` packages are stubs that fetch from NVIDIA's
 own index, so no wheel could be read. Flags were read from a copy of
 ``tensorrt_llm/commands/serve.py`` of the 1.0 line held in the search index
 (its commit could not be tied to the v1.0.0 tag) and cross-checked with
@@ -29,15 +30,8 @@ import yaml
 
 from llmfab.engines.launch import (prepare, Launch, NodeInfo, Step, docker_run,
                                    fabric_env, logged)
-from llmfab.engines.profile import (EngineProfile, Flag, Readiness,
-                                    flag_table, render_flags)
+from llmfab.engines.profile import EngineProfile, load_profiles, render_flags
 
-_SERVE = ("NVIDIA/TensorRT-LLM@v1.0.0:tensorrt_llm/commands/serve.py (1.0-line copy in the "
-          "search index, commit not tied to the tag; same names in docs 1.0.0 and the 0.20.0 "
-          "example examples/serve/deepseek_r1_reasoning_parser.sh)")
-_YAML = ("NVIDIA/TensorRT-LLM examples: deepseek_r1_reasoning_parser.sh config.yml "
-         "(enable_attention_dp, kv_cache_config.dtype) and the DeepSeek-R1 MTP blog "
-         "(speculative_config.decoding_type MTP); not read from llmapi/llm_args.py at the tag")
 CONFIG_FLAG = "--extra_llm_api_options"
 SSH_KEY = "id_ed25519"
 HOST_KEY = "ssh_host_ed25519_key"
@@ -54,67 +48,12 @@ MPI_PRELUDE = ['prefix=${OPAL_PREFIX:-}',
 MPIRUN = '"$prefix/bin/mpirun" --prefix "$prefix"'
 
 
-def _f(name: str, type_: str, **kw: Any) -> Flag:
-    return Flag(name, type_, _SERVE, **kw)
+NAME = "trtllm"
+DEFAULT_VERSION = "1.0.0"
+"""The runbook names no TensorRT-LLM version."""
 
-
-def _y(name: str, type_: str, **kw: Any) -> Flag:
-    return Flag(name, type_, _YAML, **kw)
-
-
-TRTLLM_1_0_0 = EngineProfile(
-    engine="trtllm", version="1.0.0", image="nvcr.io/nvidia/tensorrt-llm/release:1.0.0",
-    digest=None,
-    image_source="NVIDIA docs for 1.0.0 (commands/trtllm-serve/run-benchmark-with-trtllm-serve) "
-                 "and NeMo Evaluator use this tag; no digest could be verified from here",
-    cuda_requires="12.9", min_driver="575.51.03",
-    cuda_source="TRT-LLM 1.0 builds on the 25.06 NGC stack (CUDA 12.9; the Triton TRT-LLM "
-                "backend Dockerfile of that release pins NVRTC 12.9.86); NGC images carry "
-                "forward-compat libraries for data-center GPUs on older LTS drivers",
-    launch_pattern="mpi", readiness=Readiness(
-        health_path="/health", models_path="/v1/models", info_path="/version",
-        budget_s=3600, note="/v1/models lists the model directory's name (serve/openai_server.py): 1.0.0 has "
-                            "no --served_model_name, so llmfab mounts the model at /llmfab/served/<served_name>"),
-    flags=flag_table(
-        _f("--host", "str", managed=True, note="bind_host"),
-        _f("--port", "int", managed=True, note="port"),
-        _f("--gpus_per_node", "int", managed=True, note="gpus_per_node"),
-        _f(CONFIG_FLAG, "str", managed=True, note="rendered from the config-file keys"),
-        _f("--backend", "choice", choices=("pytorch", "tensorrt", "_autodeploy")),
-        _f("--tp_size", "int"),
-        _f("--pp_size", "int"),
-        _f("--ep_size", "int"),
-        _f("--max_batch_size", "int"),
-        _f("--max_num_tokens", "int"),
-        _f("--max_seq_len", "int"),
-        _f("--trust_remote_code", "bool"),
-        _f("--num_postprocess_workers", "int"),
-        _f("--reasoning_parser", "choice", choices=("deepseek-r1",)),
-    ),
-    config_keys=flag_table(
-        _y("enable_attention_dp", "bool", note="enable_attention_dp"),
-        _y("kv_cache_dtype", "choice", choices=("auto", "fp8"), note="kv_cache_config.dtype"),
-        _y("kv_cache_free_gpu_memory_fraction", "float",
-           note="kv_cache_config.free_gpu_memory_fraction: in the YAML, because the YAML's kv_cache_config "
-                "replaces the one --kv_cache_free_gpu_memory_fraction builds (llmapi/llm_args.py "
-                "update_llm_args_with_extra_dict, 1.0-line copy; NVIDIA's deepseek_r1_reasoning_parser.sh "
-                "example sets it there)"),
-        _y("enable_chunked_prefill", "bool",
-           note="prompts longer than max_num_tokens are refused without it (llmapi/llm.py _check_arguments, "
-                "1.0-line copy; deployment guide: 'add enable_chunked_prefill: true')"),
-        _y("mtp_layers", "int", note="speculative_config: {decoding_type: MTP, "
-                                     "num_nextn_predict_layers: N}; 0 = off"),
-    ),
-    api_key_flag=None, api_key_env=None,
-    removed={"served_model_name": "1.0.0 has no --served_model_name; llmfab serves the model from a directory "
-                                  "named model.served_name instead",
-             "config": "1.0.0 takes the YAML via --extra_llm_api_options (rendered by llmfab)"},
-    unverified=("--served_model_name", "--config", "an API key option"),
-    notes=("no API key option verified for trtllm-serve 1.0.0: llmfab refuses api_key_file for "
-           "this profile rather than serve an open port silently",),
-)
-
-PROFILES = {TRTLLM_1_0_0.version: TRTLLM_1_0_0}
+PROFILES = load_profiles(NAME)
+"""Versions, from llmfab/engines/profiles/trtllm-*.yaml."""
 
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
@@ -128,8 +67,9 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
             "enable_chunked_prefill": True}
 
 
-# DeepSeek-R1's thinking as reasoning_content (--reasoning_parser, in the 1.0-line serve.py).
-REASONING = {"1.0.0": {"reasoning_parser": "deepseek-r1"}}
+def default_layout(nodes: int, gpus_per_node: int) -> dict[str, int]:
+    """One TP group over every GPU of the MPI world, experts likewise."""
+    return {"tp_size": nodes * gpus_per_node, "pp_size": 1, "ep_size": nodes * gpus_per_node}
 
 
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
@@ -249,10 +189,32 @@ def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
     """Containers with sshd (head first), then mpirun on the head."""
     steps = [Step(n.name, f"start TensorRT-LLM container rank {n.rank} (sshd :{launch.sshd_port})",
                   container_argv(profile, launch, n),
-                  wait=f"{n.address}:{launch.sshd_port} answers (the head waits for it before mpirun)")
+                  wait=f"{n.address}:{launch.sshd_port} answers (the head waits for it before mpirun)",
+                  log=f"{launch.log_dir}/sshd-rank{n.rank}.log")
              for n in launch.ordered()]
     steps.append(Step(launch.head.name, "mpirun trtllm-serve on the head",
                       serve_exec_argv(profile, launch),
                       wait=f"{profile.health_path} is 200; write {shlex.quote(config_path(launch))} "
-                           f"on every node first"))
+                           f"on every node first", log=f"{launch.log_dir}/trtllm-serve.log",
+                      waits_for=tuple((n, launch.sshd_port) for n in launch.ordered() if n.rank != 0)))
     return steps
+
+
+def files(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[dict[str, str]]:
+    """Files the engine needs on NODE before launch: the extra-options YAML on every node."""
+    return [{"path": config_path(launch), "mode": "0644", "content": extra_options_yaml(profile, launch)}]
+
+
+def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:
+    """The containers' sshd that mpirun reaches, as (first, last, what)."""
+    return [(launch.sshd_port, launch.sshd_port, "the containers' sshd (mpirun)")]
+
+
+def rendezvous_port(launch: Launch) -> int:
+    """The port `fab check` expects free on every node besides the API port: the containers' sshd."""
+    return launch.sshd_port
+
+
+def default_mem_fraction(tp_size: int) -> float:
+    """TensorRT-LLM's kv_cache_free_gpu_memory_fraction when none is given."""
+    return 0.9

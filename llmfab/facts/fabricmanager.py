@@ -132,6 +132,17 @@ def fm_matches_driver(fm_version: Optional[str], driver_version: Optional[str]) 
     return bool(core(fm_version)) and core(fm_version) == core(driver_version)
 
 
+PACKAGE_COMMAND = "dpkg-query -W -f='${Package} ${Version}\\n' 'nvidia-fabricmanager*' 2>/dev/null | grep -v ' $' || true"
+
+
+@never_raises(lambda reason: None)
+def parse_package(text: str) -> Optional[str]:
+    """The installed nvidia-fabricmanager package's version from ``dpkg-query`` lines, or None."""
+    versions = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    return next(iter(versions.values()), None)
+
+
 IS_ACTIVE = Fact("fabricmanager.is_active", IS_ACTIVE_COMMAND, parse_is_active)
+PACKAGE = Fact("fabricmanager.package", PACKAGE_COMMAND, parse_package)
 STATUS = Fact("fabricmanager.status", STATUS_COMMAND, parse_fm_log)
 JOURNAL = Fact("fabricmanager.journal", JOURNAL_COMMAND, parse_fm_log)

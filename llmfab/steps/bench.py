@@ -25,8 +25,8 @@ the container by name (``docker exec -e OPENAI_API_KEY``), so it is never in an
 argv. Lengths are fixed, not sampled: every request has exactly the input and
 output lengths asked for (EOS ignored), so runs of different engines compare.
 
-Extension point: a new engine profile needs an entry in ``TOOLS``; the task
-puts the workload in the run's options (a bundle gets the defaults).
+Extension point: an engine version's profile file names its tool (``bench:``);
+the task puts the workload in the run's options (a bundle gets the defaults).
 """
 
 from __future__ import annotations
@@ -129,37 +129,18 @@ def _trtllm(d: Deployment, w: Workload) -> list[str]:
             "--ignore-eos", "--percentile-metrics", PERCENTILES]
 
 
-_VLLM_SRC = ("vllm-{v} wheel: vllm/entrypoints/cli/benchmark/serve.py, vllm/benchmarks/serve.py add_cli_args; "
-             "OPENAI_API_KEY in vllm/benchmarks/{f}")
-TOOLS: dict[tuple[str, str], Tool] = {
-    ("vllm", "v0.8.5"): Tool(("vllm", "bench", "serve"), _vllm,
-                             _VLLM_SRC.format(v="0.8.5", f="endpoint_request_func.py#L87")),
-    ("vllm", "v0.32.0"): Tool(("vllm", "bench", "serve"), _vllm,
-                              _VLLM_SRC.format(v="cpu-0.32.0", f="lib/endpoint_request_func.py#L153")),
-    ("vllm", "v0.33.0"): Tool(("vllm", "bench", "serve"), _vllm,
-                              _VLLM_SRC.format(v="0.33.0", f="lib/endpoint_request_func.py#L173")),
-    ("sglang", "v0.4.4"): Tool(("python3", "-m", "sglang.bench_serving"), _sglang_044,
-                               "sglang-0.4.4 wheel: sglang/bench_serving.py (get_auth_headers: OPENAI_API_KEY; "
-                               "sample_random_requests downloads ShareGPT unless --dataset-path is a file)",
-                               needs_prompts_file=True),
-    ("sglang", "v0.5.23"): Tool(("python3", "-m", "sglang.benchmark.serving"), _sglang_0523,
-                                "sglang-0.5.23 wheel: sglang/benchmark/serving.py cli_main, "
-                                "datasets/random.py (random-ids: no download), get_auth_headers: OPENAI_API_KEY"),
-    ("trtllm", "1.0.0"): Tool(("python3", "-m", "tensorrt_llm.serve.scripts.benchmark_serving"), _trtllm,
-                              "NVIDIA/TensorRT-LLM docs 1.0 line: commands/trtllm-serve/run-benchmark-with-"
-                              "trtllm-serve.md, deployment-guide DeepSeek-R1 recipe (1.0.0rc6, --random-ids); "
-                              "backend_request_func.py: OPENAI_API_KEY; the 1.0.0 image was not opened"),
-}
+# The argument builders a profile's ``bench.args`` names (llmfab/engines/profiles/*.yaml).
+ARGUMENTS: dict[str, Callable[[Deployment, Workload], list[str]]] = {
+    "vllm": _vllm, "sglang-0.4": _sglang_044, "sglang-0.5": _sglang_0523, "trtllm": _trtllm}
 
 
 def tool(d: Deployment) -> Tool:
     """The serving benchmark of D's engine version; BenchUnsupported when none is known."""
-    found = TOOLS.get((d.engine, d.profile.version))
-    if found is None:
-        known = ", ".join(f"{e} {v}" for e, v in TOOLS)
-        raise BenchUnsupported(f"no serving benchmark is known for {d.engine} {d.profile.version} "
-                               f"(known: {known}); add it to TOOLS in llmfab/steps/bench.py")
-    return found
+    found = d.profile.bench
+    if found is None or found.args not in ARGUMENTS:
+        raise BenchUnsupported(f"no serving benchmark is known for {d.engine} {d.profile.version}: add a "
+                               f"bench: entry to llmfab/engines/profiles/{d.engine}-{d.profile.version}.yaml")
+    return Tool(found.program, ARGUMENTS[found.args], found.source, found.needs_prompts_file)
 
 
 def command(d: Deployment, w: Workload) -> list[str]:

@@ -16,7 +16,8 @@ import re
 from ..config import Node
 from ..deployment import API_KEY_FILE, CONTAINER, Deployment
 from .. import mpikeys
-from ..engines import sglang, trtllm
+from .. import engines
+from ..engines import trtllm
 from ..run import Run
 from . import HEAD, WORKERS, step
 
@@ -53,14 +54,7 @@ def api_key(run: Run, node: Node) -> dict:
 @step("engine-files", title="write the engine's files")
 def files(run: Run, node: Node) -> dict:
     d = run.deployment
-    wanted = []
-    if d.engine == "trtllm":
-        wanted.append({"path": trtllm.config_path(d.launch), "mode": "0644",
-                       "content": trtllm.extra_options_yaml(d.profile, d.launch)})
-    if d.engine == "sglang" and d.launch.api_key_file and run.is_head(node):
-        wanted.append({"path": sglang.launcher_path(d.launch), "mode": "0644",
-                       "content": sglang.LAUNCHER_SOURCE.read_text()})
-    return {"files": wanted}
+    return {"files": engines.plugin(d.engine).files(d.profile, d.launch, d.node_info(node))}
 
 
 @step("engine-ssh", title="install the per-cluster mpirun SSH keys (TensorRT-LLM)",
@@ -90,13 +84,12 @@ def mpi_check(run: Run, node: Node) -> dict:
 def launch(run: Run, node: Node) -> dict:
     config, d = run.config, run.deployment
     first = d.steps_for(node)[0]
-    worker_waits_for_head = d.engine == "vllm" and not run.is_head(node) and "ray start" in " ".join(first.argv)
     return {
         "container": CONTAINER,
         "fingerprint": d.fingerprint,
         "run": first.argv,
         "what": first.what,
-        "head_port": d.launch.ray_port if worker_waits_for_head else 0,
+        "head_port": first.waits_for[0][1] if first.waits_for else 0,
         "head_address": config.head.address,
         "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout),
         "log_dir": d.launch.log_dir,
@@ -128,11 +121,10 @@ def cluster(run: Run, node: Node) -> dict:
 def serve(run: Run, node: Node) -> dict:
     config, d = run.config, run.deployment
     step = d.steps_for(node)[-1]
-    log = re.search(r">>(\S+\.log)", " ".join(step.argv))
     # TensorRT-LLM: mpirun needs every worker's container sshd up first.
-    workers = [n for n in d.launch.ordered() if n.rank != 0] if d.engine == "trtllm" else []
+    workers = [n for n, _ in step.waits_for]
     return {"container": CONTAINER, "serve": step.argv, "what": step.what, "marker": SERVE_MARKER,
-            "log": log.group(1) if log else "/var/log/llmfab",
+            "log": step.log or "/var/log/llmfab",
             "wait_names": [n.name for n in workers], "wait_addresses": [n.address for n in workers],
             "wait_port": d.launch.sshd_port, "timeout": min(JOIN_TIMEOUT, config.engine.ready_timeout)}
 
@@ -149,7 +141,7 @@ def ready(run: Run, node: Node) -> dict:
     logs = _logs(d, node)
     return {
         "container": CONTAINER, "health": urls["health"], "models": urls["models"],
-        "info": urls["info"] if d.engine == "sglang" else "", "served": config.model.served_name,
+        "info": urls["info"] if d.profile.readiness.wait_info else "", "served": config.model.served_name,
         "timeout": config.engine.ready_timeout, "key_file": key_file(run), "logs": logs,
     }
 
@@ -173,7 +165,7 @@ def smoke(run: Run, node: Node) -> dict:
 
 def _logs(d: Deployment, node: Node) -> list[str]:
     """The log files NODE's engine commands write (their ``>>FILE`` redirections)."""
-    return sorted(set(re.findall(r">>(\S+\.log)", " ".join(a for s in d.steps_for(node) for a in s.argv))))
+    return sorted({s.log for s in d.steps_for(node) if s.log})
 
 
 @step("engine-status", title="report containers, health and GPUs")

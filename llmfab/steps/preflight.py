@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..checks import Expect, probes
+from .. import engines
 from ..config import Node
 from ..engines import Launch
 from ..engines.launch import fabric_env
@@ -19,13 +20,7 @@ def expect(run: Run, node: Node) -> Expect:
     """What NODE should look like for this run's deployment (the judges compare the probes with it)."""
     config, d = run.config, run.deployment
     launch: Launch = d.launch
-    ports = [config.engine.port]
-    if d.engine == "vllm":
-        ports.append(launch.ray_port)
-    elif d.engine == "sglang":
-        ports.append(launch.dist_port)
-    else:
-        ports.append(launch.sshd_port)
+    ports = [config.engine.port, engines.plugin(d.engine).rendezvous_port(launch)]
     return Expect(
         address=node.address, gpus=config.gpu.per_node, gpu_model=config.gpu.model, driver=config.nvidia.driver_version,
         hcas=tuple(config.network.nccl_ib_hca), gid_index=config.network.nccl_ib_gid_index,
