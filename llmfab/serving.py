@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ClusterConfig, Node
-from .deployment import LAYOUT_KEYS
+from . import engines
 from .errors import LlmfabError
 from .mpikeys import state_dir
 
@@ -48,7 +48,8 @@ def enabled(config: ClusterConfig) -> bool:
 def layout_nodes(config: ClusterConfig) -> int:
     """Nodes one copy of the engine layout in engine.options takes (TP x PP GPUs / GPUs per node)."""
     options = config.engine.options
-    keys = [k for k in LAYOUT_KEYS[config.engine.name] if k.startswith(("tensor", "pipeline", "tp_", "pp_"))]
+    layout = engines.get_profile(config.engine.name, config.engine.version).layout
+    keys = [layout[k] for k in ("tp", "pp") if k in layout]
     if not any(k in options for k in keys):
         raise ServingError(f"serving.group_size: auto takes the group size from the layout, but engine.options sets "
                            f"none of {', '.join(keys)}: set them (one group's TP x PP), or give serving.group_size")
