@@ -100,6 +100,13 @@ class Load:
             t.join(timeout=90)
 
 
+def _router_health(url: str) -> bool | None:
+    """Whether the router sees worker URL healthy (None: it does not list it)."""
+    with urllib.request.urlopen(ROUTER + "/workers", timeout=10) as resp:
+        listing = json.load(resp)["workers"]
+    return next((w["is_healthy"] for w in listing if w["url"] == url), None)
+
+
 def _key(fleet) -> str:
     return fleet.hosts[0].read("/etc/llmfab/api_key").strip()
 
@@ -130,6 +137,10 @@ def test_with_one_groups_server_killed_the_router_keeps_answering_and_deploy_gro
     key = _key(fleet)
     fleet.hosts[1].exec("pkill -KILL -f '[v]llm serve' || true")
     assert [_ask(key) for _ in range(8)] == [200] * 8
+    # The router's own health checks (every 2 s, 2 failures) mark it unhealthy within seconds.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _router_health(f"http://{B}:{ENGINE_PORT}") is not False:
+        time.sleep(1)
     status = fab("status", "--config", str(config), timeout=120)
     assert status.returncode != 0
     assert f"router sees http://{B}:{ENGINE_PORT} unhealthy" in status.stdout, status.stdout
