@@ -21,7 +21,7 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__
+from . import __version__, serving
 from .config import ClusterConfig, Node
 from .errors import LlmfabError
 from .run import Run
@@ -72,8 +72,11 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
     for target in targets:
         _refuse_foreign(target)
     pinned = _store_artifacts(artifacts, out / "artifacts") if artifacts is not None else None
-    run = Run(config)
-    bundles = [_write_node(run, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
+    # With serving groups a node's bundle is its group's; the router's phases see every group.
+    whole = Run(config)
+    bundles = [_write_node(Run(serving.node_config(config, node)), node, out / node.name,
+                           phases + serving.router_phases(config, node), pinned, whole)
+               for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
             b.tarball = _pack(b)
@@ -88,7 +91,7 @@ def _refuse_foreign(path: Path) -> None:
 
 
 def _write_node(run: Run, node: Node, root: Path, phases: list[str],
-                artifacts_sums: str | None) -> NodeBundle:
+                artifacts_sums: str | None, whole: Run | None = None) -> NodeBundle:
     config = run.config
     staging = root.with_name(f".{root.name}.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -102,7 +105,7 @@ def _write_node(run: Run, node: Node, root: Path, phases: list[str],
         MARKER: MARKER_TEXT,
     }
     for phase in phases:
-        files[f"steps/{phase}.sh"] = render_phase(run, node, phase)
+        files[f"steps/{phase}.sh"] = render_phase(whole or run if phase.startswith("router") else run, node, phase)
     files["check/expect.json"] = json.dumps(asdict(expect(run, node)), indent=2) + "\n"
     for name in CHECK_LIBRARY:
         files[f"check/llmfab/{name}"] = (PACKAGE / name).read_text()
