@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure llmfab's fan-out against the SSH transport floor, on 1, 4 and 16 test hosts.
+"""Measure llmfab's fan-out against the SSH transport floor, on 1, 16 and 64 test hosts.
 
 For each host count, in one run on the same machine:
   floor   one bare `true` over fresh Fabric connections to every host, in parallel
@@ -7,10 +7,11 @@ For each host count, in one run on the same machine:
   noop    a second `prep` (nothing to change)
 and the remote commands each run opened per host. All test hosts share this
 machine's cores (their sshd work included), so absolute times mean little here:
-the targets are ratios to the floor of the same run:
-  noop <= 2 x floor and <= 3 remote commands per host; first <= 4 x floor.
+the targets are ratios to the floor of the same run, at the largest count:
+  noop <= 1.3 x floor and <= 3 remote commands per host; first <= 2 x floor.
+(Run it on a quiet machine: other work on the cores moves every ratio.)
 
-Run as root from the repository root:  python3 bench/fleet_bench.py [--counts 1,4,16]
+Run as root from the repository root:  python3 bench/fleet_bench.py [--counts 1,16,64]
 Writes bench/results/fleet.json as well as printing a table.
 """
 
@@ -113,18 +114,18 @@ def measure(count: int, repeats: int, scope: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--counts", default="1,4,16")
+    parser.add_argument("--counts", default="1,16,64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scope", choices=("system", "full"), default="system",
                         help="system: the runbook's system tuning (the targets' prep); full: every prep step, stubs included")
     args = parser.parse_args()
     rows = [measure(int(n), args.repeats, args.scope) for n in args.counts.split(",")]
     print(f"{'hosts':>5} {'floor':>8} {'first':>8} {'noop':>8} {'first/floor':>11} {'noop/floor':>10} {'cmds':>5}")
-    ok = True
     for r in rows:
         print(f"{r['hosts']:>5} {r['floor_s']:>7.2f}s {r['first_prep_s']:>7.2f}s {r['noop_prep_s']:>7.2f}s "
               f"{r['first_ratio']:>11} {r['noop_ratio']:>10} {r['commands_per_host_noop']:>5}")
-        ok &= r["noop_ratio"] <= 2 and r["first_ratio"] <= 4 and r["commands_per_host_noop"] <= 3
+    top = rows[-1]
+    ok = top["noop_ratio"] <= 1.3 and top["first_ratio"] <= 2 and all(r["commands_per_host_noop"] <= 3 for r in rows)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"fleet-{args.scope}.json").write_text(json.dumps(rows, indent=2) + "\n")

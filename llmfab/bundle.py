@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import __version__, kitmanifest
+from . import __version__, kitmanifest, serving
 from .aptroot import sha256_of as _sha256
 from .artifacts import missing as kit_gaps, wanted as kit_wanted
 from .config import ClusterConfig, Node
@@ -78,15 +78,13 @@ def export(config: ClusterConfig, out: Path, tar: bool = False, artifacts: Path 
                 + "\nfetch them: fab fetch-artifacts --cache " + str(artifacts) + " (--check lists them again)")
         manifest = kitmanifest.describe(config, artifacts, needed)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    phases = [p for p in BUNDLE_PHASES if p in PHASES]
     targets = [out / node.name for node in config.ranked_nodes()]
     if artifacts is not None:
         targets.append(out / "artifacts")
     for target in targets:
         _refuse_foreign(target)
     pinned = _store_artifacts(artifacts, out / "artifacts", manifest) if artifacts is not None else None
-    run = Run(config)
-    bundles = [_write_node(run, node, out / node.name, phases, pinned) for node in config.ranked_nodes()]
+    bundles = [_write_node(config, node, out / node.name, pinned) for node in config.ranked_nodes()]
     if tar:
         for b in bundles:
             b.tarball = _pack(b)
@@ -100,8 +98,19 @@ def _refuse_foreign(path: Path) -> None:
                           "move it away or choose another --out")
 
 
-def _write_node(run: Run, node: Node, root: Path, phases: list[str],
-                artifacts_sums: str | None) -> NodeBundle:
+def phase_scripts(config: ClusterConfig, node: Node) -> dict[str, str]:
+    """Phase -> the script NODE's bundle holds for it: with serving groups a node's
+    bundle is its group's, and the router's phases see every group. (The kit's
+    needs are read from these very scripts: llmfab/kit.py.)"""
+    run, whole = Run(serving.node_config(config, node)), Run(config)
+    phases = [p for p in BUNDLE_PHASES if p in PHASES] + serving.router_phases(config, node)
+    return {phase: render_phase(whole if phase.startswith("router") else run, node, phase) for phase in phases}
+
+
+def _write_node(config: ClusterConfig, node: Node, root: Path, artifacts_sums: str | None) -> NodeBundle:
+    scripts = phase_scripts(config, node)
+    phases = list(scripts)
+    run = Run(serving.node_config(config, node))
     config = run.config
     staging = root.with_name(f".{root.name}.llmfab-tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -114,8 +123,8 @@ def _write_node(run: Run, node: Node, root: Path, phases: list[str],
         "node.env": identity(run, node)["content"],
         MARKER: MARKER_TEXT,
     }
-    for phase in phases:
-        files[f"steps/{phase}.sh"] = render_phase(run, node, phase)
+    for phase, text in scripts.items():
+        files[f"steps/{phase}.sh"] = text
     files["check/expect.json"] = json.dumps(asdict(expect(run, node)), indent=2) + "\n"
     for name in CHECK_LIBRARY:
         files[f"check/llmfab/{name}"] = (PACKAGE / name).read_text()

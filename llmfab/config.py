@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from .config_errors import problem
 from .errors import ConfigError, Problem, UsageError
+from .serving_config import Serving
 
 CONFIG_ENV = "LLMFAB_CONFIG"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "h20-2x8.yaml"
@@ -453,6 +454,7 @@ class ClusterConfig(Section):
     model: Model = Field(default_factory=Model)
     engine: Engine = Field(default_factory=Engine)
     webui: WebUI = Field(default_factory=WebUI)
+    serving: Serving = Field(default_factory=Serving)
 
     # Filled in by load(); not part of the YAML.
     source: Optional[str] = Field(None, exclude=True)
@@ -487,6 +489,9 @@ class ClusterConfig(Section):
                 raise ValueError(f"cluster.head {self.cluster.head!r} is not a node (nodes: {', '.join(names)})")
             if heads and heads[0] != self.cluster.head:
                 raise ValueError(f"cluster.head is {self.cluster.head!r} but node {heads[0]!r} has role head")
+        problems = self.serving.problems(names)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

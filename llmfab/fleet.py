@@ -48,7 +48,7 @@ class Interrupted(KeyboardInterrupt):
 
 # Phases that only read: they leave no log file on the node ("changes nothing").
 # webui-admin reads a secret: no log, on the node or here, may keep it.
-READ_ONLY_PHASES = {"check", "nccl", "status", "logs", "smoke", "model-verify", "webui-admin"}
+READ_ONLY_PHASES = {"check", "nccl", "status", "logs", "smoke", "model-verify", "webui-admin", "router-status"}
 NODE_LOG_DIR = "/var/log/llmfab"
 
 

@@ -108,17 +108,13 @@ class Needs:
 
 def needs(config: ClusterConfig, target: Release | None = None) -> Needs:
     """The .deb groups and images every node's bundle phases take from a kit."""
-    from .bundle import BUNDLE_PHASES
-    from .run import Run
-    from .script import render_phase
-    from .steps import PHASES
+    from .bundle import phase_scripts
 
     target = target or release(config.system.os_release)
     found = Needs()
-    run = Run(config)
     for node in config.ranked_nodes():
-        for phase in (p for p in BUNDLE_PHASES if p in PHASES):
-            scan(render_phase(run, node, phase), target, config.system.kernels, found)
+        for script in phase_scripts(config, node).values():
+            scan(script, target, config.system.kernels, found)
     return found
 
 

@@ -161,3 +161,19 @@ class Ping(Record):
     user: str
     how: str
     seconds: str
+
+
+@record("router")
+@dataclass(frozen=True)
+class Router(Record):
+    """The router container's state on its node (running, exited, absent) and its base URL (router-status)."""
+    state: str
+    base: str
+
+
+@record("router-worker")
+@dataclass(frozen=True)
+class RouterWorker(Record):
+    """One worker (a serving group's head) as the router sees it: its URL and "true"/"false" for healthy."""
+    url: str
+    healthy: str

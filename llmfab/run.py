@@ -36,6 +36,8 @@ class RunOptions:
     distribution: Optional["Distribution"] = None
     # Seconds one host's phase may take (0: ssh.command_timeout).
     command_timeout: int = 0
+    # fab deploy --rolling: the serving group (1, 2, ...) a router-drain / router-admit step is about.
+    serving_group: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from llmfab.facts.failures import diagnose_log
 from llmfab.results import HostResult
 from llmfab.session import Session, open_session, reported_errors, select_nodes
 
+from . import serving as serving_tasks
 from .options import DRY_RUN, SSH, VERBOSE, YES, session_engine, task
 from .planning import capacity_plan
 
@@ -34,10 +35,15 @@ def _diagnose(out, results: list[HostResult]) -> None:
         diagnoses(out, r.host, found)
 
 
+GROUP = "only serving group N (1, 2, ...; see serving: in the config)"
+
+
 @task(help={**SSH, "engine": ENGINE, "version": VERSION, "dry-run": DRY_RUN, "yes": YES, "verbose": VERBOSE,
-            "skip-smoke": "do not send the smoke-test request at the end"})
+            "skip-smoke": "do not send the smoke-test request at the end", "group": GROUP,
+            "rolling": "serving groups: replace one group at a time, drained from the router first, so the "
+                       "router always has a group to answer"})
 def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, verbose=False, parallel=0,
-           accept_new_host_keys=False, ask_sudo_pass=False, skip_smoke=False):
+           accept_new_host_keys=False, ask_sudo_pass=False, skip_smoke=False, group=0, rolling=False):
     """Deploy the engine on all nodes in order, wait until it serves, then smoke-test it.
 
     The head starts first and waits for every worker (vLLM: every node and GPU
@@ -51,11 +57,16 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, 
     Examples:
       fab deploy --config mycluster.yaml --engine=vllm
       fab deploy --config mycluster.yaml --engine=sglang --yes
+      fab deploy --rolling --version v0.33.0 --yes      # serving groups, one at a time
     """
     with reported_errors():
         session = open_session(c, config, dry_run=dry_run, parallel=parallel or None, verbose=verbose,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         session = session_engine(session, engine, version)
+        if session.config.serving.enabled or group or rolling:
+            _refuse_without_serving(session)
+            serving_tasks.deploy(session, _deploy_group, _smoke, int(group), rolling, yes, skip_smoke)
+            return
         d = session.run.deployment
         plan = capacity_plan(session.config, d)
         if plan is not None and plan.verdict == "refuse":
@@ -63,19 +74,33 @@ def deploy(c, config=None, engine=None, version=None, dry_run=False, yes=False, 
             raise Refused("the model does not fit this layout (see above)")
         session.reporter.out.print(f"deploying [bold]{d.engine} {d.profile.version}[/bold] ({d.profile.image_ref}), "
                                    f"fingerprint {d.fingerprint}")
-        if not dry_run:
-            if not assumed(yes):
-                confirm(session, "deploy")
-            _restart_broken_group(session)
-        results = _deploy_phase(session, dry_run)
+        if not dry_run and not assumed(yes):
+            confirm(session, "deploy")
+        results = _deploy_group(session)
         if any(r.failed for r in results) and not dry_run:
-            _diagnose(session.reporter.out, results)
-            session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")
-            session.phase("stop", on=session.everyone)
             session.finish(results, "deploy recap")
         session.finish(results, "deploy recap" + (" (dry run)" if dry_run else ""))
         if not skip_smoke and not dry_run:
             _smoke(session)
+
+
+def _refuse_without_serving(session: Session) -> None:
+    if not session.config.serving.enabled:
+        raise UsageError("--group and --rolling work on serving groups: add a serving: section to "
+                         f"{session.config.source} (group_size or groups)")
+
+
+def _deploy_group(session: Session) -> list[HostResult]:
+    """Deploy SESSION's nodes as one engine group; on failure name the cause and stop every rank."""
+    if session.dry_run:
+        return _deploy_phase(session, True)
+    _restart_broken_group(session)
+    results = _deploy_phase(session, False)
+    if any(r.failed for r in results):
+        _diagnose(session.reporter.out, results)
+        session.reporter.out.print("[bold red]deploy failed: stopping the engine on every node (ranks go down together)[/bold red]")
+        session.phase("stop", on=session.everyone)
+    return results
 
 
 def _restart_broken_group(session: Session) -> None:
@@ -169,35 +194,50 @@ def smoke(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, a
         _smoke(session_engine(session, engine, None))
 
 
-@task(help={**SSH, "engine": ENGINE})
-def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
-    """Show per node: llmfab's containers, engine, image, endpoint health, GPUs in use."""
+@task(help={**SSH, "engine": ENGINE, "group": GROUP})
+def status(c, config=None, engine=None, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False, group=0):
+    """Show per node: llmfab's containers, engine, image, endpoint health, GPUs in use (and the router's view)."""
     with reported_errors():
         session = open_session(c, config, parallel=parallel or None, quiet=True,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
         session = session_engine(session, engine, None)
+        if session.config.serving.enabled or group:
+            _refuse_without_serving(session)
+            broken: list = []
+            results, trouble = serving_tasks.status(session, lambda sub, found: broken.extend(_show(sub, found)),
+                                                    int(group))
+            session.finish(results, "status")
+            if broken or trouble:
+                raise HostsFailed()
+            return
         results = session.phase("status")
-        out = session.reporter.out
-        for r in results:
-            containers = r.records_of(Container) or [Container("(no llmfab containers)")]
-            out.print(f"[bold]{r.host}[/bold] ({r.address})")
-            for container in containers:
-                name, image, state, engine_, rank = container.parts()
-                # Remote text, never markup: a container label must not style or break the table.
-                out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
-            for h in r.records_of(Health):
-                out.print(Text(f"  endpoint {h.url}: ").append(h.state, style="green" if h.state == "up" else "red"))
-            for f in r.records_of(Firewall):
-                shown = f"on: only cluster nodes reach {f.ports}" if f.state == "on" else "off (no llmfab rules)"
-                out.print(Text(f"  firewall {shown}"))
-            for g in r.records_of(Gpus):
-                out.print(f"  GPUs in use: {g.gpus}")
-        broken = group.down(results)
-        if broken:
-            _report_broken(out, broken, results)
+        broken = _show(session, results)
         session.finish(results, "status")
         if broken:
             raise HostsFailed()
+
+
+def _show(session: Session, results: list[HostResult]) -> list:
+    """Print each node's containers, endpoint and firewall; name a broken group; return its down ranks."""
+    out = session.reporter.out
+    for r in results:
+        containers = r.records_of(Container) or [Container("(no llmfab containers)")]
+        out.print(f"[bold]{r.host}[/bold] ({r.address})")
+        for container in containers:
+            name, image, state, engine_, rank = container.parts()
+            # Remote text, never markup: a container label must not style or break the table.
+            out.print(Text(f"  {name:<16} {engine_:<7} rank {rank or '-':<3} {image:<45} {state}"))
+        for h in r.records_of(Health):
+            out.print(Text(f"  endpoint {h.url}: ").append(h.state, style="green" if h.state == "up" else "red"))
+        for f in r.records_of(Firewall):
+            shown = f"on: only cluster nodes reach {f.ports}" if f.state == "on" else "off (no llmfab rules)"
+            out.print(Text(f"  firewall {shown}"))
+        for g in r.records_of(Gpus):
+            out.print(f"  GPUs in use: {g.gpus}")
+    broken = group.down(results)
+    if broken:
+        _report_broken(out, broken, results)
+    return broken
 
 
 def _report_broken(out, broken: list[group.Rank], results: list[HostResult]) -> None:
@@ -230,11 +270,15 @@ def logs(c, config=None, node=None, lines=200, parallel=0, accept_new_host_keys=
         session.finish(results, "logs")
 
 
-@task(help={**SSH, "webui": "stop only Open WebUI, leave the engine running"})
-def stop(c, config=None, webui=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
-    """Remove llmfab's engine containers on every node (nothing else is touched)."""
+@task(help={**SSH, "webui": "stop only Open WebUI, leave the engine running", "group": GROUP})
+def stop(c, config=None, webui=False, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False, group=0):
+    """Remove llmfab's engine containers on every node (and the router; nothing else is touched)."""
     with reported_errors():
         session = open_session(c, config, parallel=parallel or None,
                                accept_new_host_keys=accept_new_host_keys, ask_sudo_pass=ask_sudo_pass)
+        if (session.config.serving.enabled or group) and not webui:
+            _refuse_without_serving(session)
+            session.finish(serving_tasks.stop(session, int(group)), "stop")
+            return
         results = session.run_phase("stop-webui" if webui else "stop")
         session.finish(results, "stop")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
+import threading
 from dataclasses import replace
 
 from rich.text import Text
 
 from llmfab.errors import HostsFailed
+from llmfab.fleet import Fleet
 from llmfab.records import Manifest, ModelFile
 from llmfab.results import HostResult, Status
 from llmfab.session import Session, open_session, reported_errors
 from llmfab.steps import model as model_steps
+from llmfab.topology import CHAIN
 
 from .options import DRY_RUN, SSH, task
 
@@ -74,31 +76,78 @@ def _phase_on(session: Session, phase: str, nodes) -> list[HostResult]:
     return session.phase(phase, on=list(nodes))
 
 
-def distributed(session: Session, port: int) -> list[HostResult]:
-    """Download on the head, serve it, let the workers pull in parallel, stop serving."""
+def distributed(session: Session, port: int, fanout: int = CHAIN, bwlimit_mb: float = 0) -> list[HostResult]:
+    """Download on the head; the other nodes pull along a chain (or tree, or star) while their sources still receive."""
     config = session.config
     head = config.head
     workers = [n for n in session.nodes if n.name != head.name]
     first = _phase_on(session, "model", [head])
     if first[0].failed or not workers:
         return first
-    plan = model_steps.Distribution(port, secrets.token_hex(24))
+    plan = model_steps.plan(config, port, workers, fanout, round(bwlimit_mb * 1e6 / 1024))
     session = session.with_run(session.run.with_options(distribution=plan))
-    serving = _phase_on(session, "model-serve", [head])
-    if serving[0].failed:
-        return merge(first, serving)
-    # The manifest's digest travels over SSH, out of the transfer service's reach.
-    digests = [m.sha256 for m in serving[0].records_of(Manifest)]
-    if digests:
-        session = session.with_run(session.run.with_options(distribution=replace(plan, manifest_sha256=digests[0])))
+    shape = plan.topology
+    servers = [n for n in [head] + workers if shape.receivers(n.name)]
+    session.reporter.out.print(f"distributing along a {shape.describe()}"
+                               + (f", each node sending at most {bwlimit_mb:g} MB/s" if bwlimit_mb else ""))
     try:
-        pulled = _phase_on(session, "model-pull", workers)
+        serving = _phase_on(session, "model-serve", servers)
+        if any(r.failed for r in serving):
+            return merge(first, serving)
+        # The manifest's digest travels over SSH, out of the transfer services' reach.
+        digests = [m.sha256 for r in serving if r.host == head.name for m in r.records_of(Manifest)]
+        if digests:
+            session = session.with_run(session.run.with_options(
+                distribution=replace(plan, manifest_sha256=digests[0])))
+        pulled = _pull_phase(session, workers)
     finally:
-        # Even after Ctrl-C: the service must not outlive the transfer (its
+        # Even after Ctrl-C: the services must not outlive the transfer (their
         # own time limit is only the backstop).
         session.fleet.cancelled.clear()
-        stopped = _phase_on(session, "model-unserve", [head])
+        stopped = _phase_on(session, "model-unserve", servers)
     return merge(first, serving, stopped, pulled)
+
+
+class _StopServingOnFailure:
+    """Progress that stops a node's transfer service as soon as its pull fails.
+
+    Its receivers then fail at once ("the source node stopped serving") instead
+    of waiting for files that will never come, and theirs after them.
+    """
+
+    def __init__(self, session: Session):
+        self._inner = session.fleet.progress
+        self._session = session
+        self.threads: list[threading.Thread] = []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def host_done(self, result: HostResult) -> None:
+        self._inner.host_done(result)
+        run = self._session.run
+        node = next((n for n in run.config.nodes if n.name == result.host), None)
+        if result.failed and node is not None and model_steps.forwards(run, node):
+            fleet = Fleet(run.config, [node], self._session.fleet.options, 1, _Quiet())
+            thread = threading.Thread(target=fleet.run_phase, args=(run, "model-unserve"), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+
+class _Quiet:
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def _pull_phase(session: Session, workers) -> list[HostResult]:
+    watcher = _StopServingOnFailure(session)
+    inner, session.fleet.progress = session.fleet.progress, watcher
+    try:
+        return _phase_on(session, "model-pull", workers)
+    finally:
+        session.fleet.progress = inner
+        for thread in watcher.threads:
+            thread.join()
 
 
 def human(size: int) -> str:
@@ -127,11 +176,16 @@ def report(session: Session, results: list[HostResult]) -> list[str]:
 @task(help={**SSH, "dry-run": DRY_RUN,
             "distribute": "download once on the head; the workers pull from it over the cluster network",
             "verify": "only check every node's model (changes nothing)",
-            "port": f"TCP port of the head's transfer service with --distribute (default {model_steps.DISTRIBUTE_PORT})",
+            "port": "TCP port of the nodes' transfer services with --distribute "
+                    f"(default {model_steps.DISTRIBUTE_PORT})",
+            "fanout": "with --distribute: how many nodes pull from each node: 1 a chain (default; about one "
+                      "copy's time at any node count), 2 a binary tree, 0 a star (all from the head)",
+            "bwlimit": "with --distribute: MB/s each node may send in all, shared among the nodes pulling "
+                       "from it (default: no limit)",
             "timeout": "seconds a node may take (default: ssh.command_timeout, at least a day); a download "
                        "still running then goes on in the background"})
 def model(c, config=None, dry_run=False, distribute=False, verify=False, port=model_steps.DISTRIBUTE_PORT,
-          timeout=0, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
+          fanout=CHAIN, bwlimit=0.0, timeout=0, parallel=0, accept_new_host_keys=False, ask_sudo_pass=False):
     """Download the model to every node, then check all nodes hold the same complete copy.
 
     Each node downloads model.id from model.source (ModelScope or Hugging Face)
@@ -139,14 +193,16 @@ def model(c, config=None, dry_run=False, distribute=False, verify=False, port=mo
     stopped, report progress, and go on in the background if the connection
     drops (run again to wait for them). A node whose copy matches its
     llmfab-manifest.json transfers nothing. With --distribute the head
-    downloads once and the workers pull from it in parallel (rsync from a
-    read-only service on the head that lives for this run only). Every node is
+    downloads once and the workers pull it along a chain: each from the node
+    before it, file by file while that node still receives (rsync from
+    read-only services that live for this run only). Every node is
     then verified: each shard of model.safetensors.index.json present with the
     right size, and the same files and sizes as the head.
 
     Examples:
       fab model
       fab model --distribute
+      fab model --distribute --fanout 0 --bwlimit 100
       fab -H n2 model --verify
     """
     with reported_errors():
@@ -158,7 +214,7 @@ def model(c, config=None, dry_run=False, distribute=False, verify=False, port=mo
         if verify:
             results = session.run_phase("model-verify")
         elif distribute:
-            results = distributed(session, int(port))
+            results = distributed(session, int(port), int(fanout), float(bwlimit))
         else:
             results = session.run_phase("model")
         differ = report(session, results)

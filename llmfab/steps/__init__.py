@@ -101,5 +101,5 @@ def steps_for(phase: str, run: "Run", node: Node) -> list[Step]:
     return chosen
 
 
-from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui, undo  # noqa: E402,F401
+from . import system, mirrors, nvidia, docker, conda, engine, firewall, preflight, bench, model, webui, undo, router  # noqa: E402,F401
 from .phases import PHASES  # noqa: E402,F401

@@ -7,8 +7,10 @@
 - ``model-verify`` (every node): read-only; every shard the index lists is
   present with the size the manifest records.
 - ``model-serve`` / ``model-pull`` / ``model-unserve`` (``fab model
-  --distribute``): the head serves its copy read-only with a short-lived rsync
-  daemon; the workers pull from it in parallel; the head stops the daemon.
+  --distribute``): the head, and every worker that forwards (llmfab/topology.py),
+  serves its copy read-only with a short-lived rsync daemon; each worker pulls
+  file by file from its source node while that one still receives; the
+  daemons stop at the end.
 
 A complete download leaves ``llmfab-manifest.json`` in the model directory
 (every file's name and size, sha256 where known): it is what the next run
@@ -18,13 +20,15 @@ pulled from the head is checked against.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ..config import ClusterConfig, Node
 from ..models import UnknownModelError, load_model
 from ..run import Run
-from . import HEAD, LIBRARIES, WORKERS, step
+from ..topology import CHAIN, Topology
+from . import LIBRARIES, WORKERS, step
 
 MANIFEST = "llmfab-manifest.json"
 # File systems that several nodes may mount at once (`stat -f -c %T` names):
@@ -46,6 +50,22 @@ class Distribution:
     # sha256 of the head's manifest, as the serve step reported it over SSH: the
     # workers accept only that manifest from the transfer service.
     manifest_sha256: str = ""
+    # Who pulls from whom; None: every worker of the config from the head.
+    topology: Topology | None = None
+    # What each node may send in all, in KiB/s (0: no limit), shared among its receivers.
+    bwlimit_kib: int = 0
+
+    def shape(self, config: ClusterConfig) -> Topology:
+        return self.topology or Topology(tuple(n.name for n in config.ranked_nodes()), 0)
+
+
+def plan(config: ClusterConfig, port: int = DISTRIBUTE_PORT, nodes: list[Node] | None = None,
+         fanout: int = CHAIN, bwlimit_kib: int = 0) -> Distribution:
+    """A fresh transfer over the head and NODES: the port, who pulls from whom, and a one-time password."""
+    order = [config.head] + [n for n in config.ranked_nodes() if n.name != config.head.name
+                             and (nodes is None or n.name in {m.name for m in nodes})]
+    return Distribution(port, secrets.token_hex(24), topology=Topology(tuple(n.name for n in order), fanout),
+                        bwlimit_kib=bwlimit_kib)
 
 
 # The llmfab__model_* helpers, rendered once into a phase's script before the
@@ -96,24 +116,38 @@ def verify(run: Run, node: Node) -> dict:
     return _common(run.config)
 
 
-@step("model-serve", title="serve the model to the workers (head)", where=HEAD, needs=("model",))
+def _node(config: ClusterConfig, name: str) -> Node:
+    return next(n for n in config.nodes if n.name == name)
+
+
+def forwards(run: Run, node: Node) -> bool:
+    """Whether NODE serves the model to others in this run (the head, and relays of a chain or tree)."""
+    shape = run.distribution.shape(run.config)
+    return node.name in shape.order and bool(shape.receivers(node.name))
+
+
+# Where these run is the task's choice: the head and the relays serve, the others pull.
+@step("model-serve", title="serve the model to the nodes that pull from this one", needs=("model",))
 def serve(run: Run, node: Node) -> dict:
-    config = run.config
-    workers = [n for n in config.ranked_nodes() if not run.is_head(n)]
-    plan = run.distribution
+    config, plan = run.config, run.distribution
+    receivers = [_node(config, n) for n in plan.shape(config).receivers(node.name)]
     return {"path": config.model.path, "manifest": MANIFEST, "address": node.address, "port": plan.port,
-            "token": plan.token, "allow": [n.address for n in workers], "lifetime": _wait(run) + 600,
-            "run": "/run/llmfab/model-rsyncd"}
+            "token": plan.token, "allow": [n.address for n in receivers], "lifetime": _wait(run) + 600,
+            "run": "/run/llmfab/model-rsyncd", "relay": 0 if run.is_head(node) else 1}
 
 
-@step("model-pull", title="pull the model from the head (workers)", where=WORKERS, needs=("model",))
+@step("model-pull", title="pull the model from its source node (workers)", where=WORKERS, needs=("model",))
 def pull(run: Run, node: Node) -> dict:
     config, plan = run.config, run.distribution
+    shape = plan.shape(config)
+    source = _node(config, shape.source(node.name) or config.head.name)
+    share = plan.bwlimit_kib // max(1, len(shape.receivers(source.name))) if plan.bwlimit_kib else 0
     return {**_common(config), "head": config.head.address, "address": node.address,
+            "source": source.address, "source_name": source.name, "bwlimit": max(1, share) if share else 0,
             "port": plan.port, "token": plan.token, "wait": _wait(run),
             "manifest_sha256": plan.manifest_sha256 or "unknown: serve the model first"}
 
 
-@step("model-unserve", title="stop serving the model (head)", where=HEAD)
+@step("model-unserve", title="stop serving the model")
 def unserve(run: Run, node: Node) -> dict:
     return {"run": "/run/llmfab/model-rsyncd"}

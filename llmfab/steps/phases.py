@@ -34,6 +34,12 @@ PHASES: dict[str, list] = {
     "webui-admin": ["webui-admin"],
     "stop-webui": ["webui-stop"],
     "undo": ["undo-files", "undo-holds"],
+    # Serving groups (llmfab/serving.py): on the router's node only.
+    "router": ["router-image", "router-launch", "router-ready"],
+    "router-status": ["router-status"],
+    "router-stop": ["router-stop"],
+    "router-drain": ["router-drain"],
+    "router-admit": ["router-admit"],
 }
 
 

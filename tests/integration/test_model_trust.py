@@ -43,7 +43,8 @@ def test_the_worker_pulls_plain_files_owned_by_root_whatever_the_head_serves(fle
     config = model_config(fleet, tmp_path)
     assert fab("model", "--config", str(config), "-H", "n1").returncode == 0
     n1.exec(f"cp /bin/true {MODEL}/tokenizer.bin && chown 65534:65534 {MODEL}/tokenizer.bin && "
-            f"chmod 4755 {MODEL}/tokenizer.bin && ln -s /etc/shadow {MODEL}/escape", check=True)
+            f"chmod 4755 {MODEL}/tokenizer.bin && ln -s /etc/shadow {MODEL}/escape && rm {MODEL}/llmfab-manifest.json",
+            check=True)
     # The head's manifest, rewritten to list the planted file (as a poisoned head would).
     assert fab("model", "--config", str(config), "-H", "n1").returncode == 0
     run = fab("model", "--distribute", "--port", PORT, "--config", str(config))

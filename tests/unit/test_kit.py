@@ -54,6 +54,12 @@ class TestNeedsReadFromTheSteps:
         assert [(i.ref, i.steps) for i in images.values()] == [
             ("lmsysorg/sglang:v0.4.4-cu125", ["engine-image"]), ("ghcr.io/open-webui/open-webui:v0.12.4", ["webui-image"])]
 
+    def test_with_serving_groups_the_routers_image_is_needed_too(self):
+        cfg = config.parse({"nodes": NODES + [{"name": "n3", "address": "10.0.0.3"}, {"name": "n4", "address": "10.0.0.4"}],
+                            "system": {"kernels": ["5.15.0-119-generic"]}, "serving": {"group_size": 2}})
+        images = kit.needs(cfg).images
+        assert images["llmfab/vllm-router:0.1.17"].steps == ["router-image"]
+
     def test_a_new_steps_group_is_picked_up_without_a_second_list(self):
         script = ('step_new_thing() {\n  local pkg=foo version=1.2-3\n'
                   '  llmfab_have foo || llmfab_apt_install extras "$pkg=$version" bar-$OS_CODENAME # why\n}\n')

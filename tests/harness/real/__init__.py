@@ -59,7 +59,8 @@ def vllm_python() -> Path:
 def missing() -> list[str]:
     """The real programs that are not installed, each with what to run."""
     wanted = {"vLLM (CPU build)": real_prefix() / "vllm" / "bin" / "vllm",
-              "Open WebUI": real_prefix() / "webui" / "bin" / "uvicorn"}
+              "Open WebUI": real_prefix() / "webui" / "bin" / "uvicorn",
+              "vllm-router": real_prefix() / "router" / "bin" / "vllm-router"}
     return [f"{name}: {path} is missing; run `bash .ci/setup` as root"
             for name, path in wanted.items() if not os.access(path, os.X_OK)]
 
@@ -92,3 +93,12 @@ def build_model_command(dest: str) -> str:
     repo = Path(__file__).resolve().parents[3]
     return (f"cd {shlex.quote(str(repo))} && {shlex.quote(str(vllm_python()))} "
             f"-m tests.harness.tinymodel {shlex.quote(dest)}")
+
+
+ROUTER_IMAGE = "llmfab/vllm-router:0.1.17"
+
+
+def add_router_image(host, ref: str = ROUTER_IMAGE) -> None:
+    """Make ``ref`` an image whose ``vllm-router`` is the real one .ci/setup installs."""
+    path = f"{real_prefix() / 'router' / 'bin'}:{DEFAULT_PATH}"
+    _native(host, ref, {"PATH": path})
