@@ -25,6 +25,7 @@ something must find nothing left to do.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ def prepare(host, case: Case) -> None:
     for rel, content in case.state.items():
         host.set_state(rel, content)
     for path, content in case.files.items():
-        host.exec(f'mkdir -p "$(dirname {path!r})" && cat >{path!r}', input=content, check=True)
+        quoted = shlex.quote(path)
+        host.exec(f"mkdir -p -- \"$(dirname -- {quoted})\" && cat >{quoted}", input=content, check=True)
     for command in case.before:
         host.exec(command, check=True)
